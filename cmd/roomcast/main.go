@@ -1,0 +1,128 @@
+// Command roomcast runs a roomcast relay.
+//
+// Every flag can also be set in the environment as ROOMCAST_<NAME> (upper
+// case, '-' as '_') and in a YAML file given by -config, whose keys are the
+// flag names. A flag on the command line wins over the environment, which
+// wins over the file.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/roomcast/roomcast/relay"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "roomcast:", err)
+		os.Exit(2)
+	}
+}
+
+func run(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("roomcast", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg relay.Config
+	configFile := fs.String("config", "", "YAML file of settings, keyed by flag name")
+	fs.StringVar(&cfg.Listen, "listen", ":8080", "public listener: WebSocket at /ws")
+	fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", `admin listener: /metrics, /healthz, /readyz ("off" to disable)`)
+	fs.StringVar(&cfg.JWTSecret, "jwt-secret", "", "HS256 secret that signs user tokens (empty: anonymous viewers only)")
+	fs.StringVar(&cfg.APIKey, "api-key", "", "bearer key of the admin API (empty: the API answers 403)")
+	fs.IntVar(&cfg.Loops, "loops", 0, "event loops (0: one per CPU)")
+	fs.IntVar(&cfg.MaxFrame, "max-frame", 64<<10, "largest client frame or reassembled message, in bytes (close 1009)")
+	fs.IntVar(&cfg.MaxBody, "max-body", 500, "largest message body, in characters")
+	fs.IntVar(&cfg.MaxRooms, "max-rooms", 32, "rooms one connection may join")
+	fs.IntVar(&cfg.MaxOutbound, "max-outbound", 1<<20, "bytes queued for a slow connection before close 4009")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 60*time.Second, "close 4000 after this long without anything received")
+	fs.DurationVar(&cfg.PingInterval, "ping-interval", 25*time.Second, "how often the relay pings each connection")
+	fs.IntVar(&cfg.History, "history", 100, "messages kept per room for join history and resume (-1: none)")
+	fs.Float64Var(&cfg.SendRate, "send-rate", 20.0/30, "messages per second a user may send, sustained")
+	fs.IntVar(&cfg.SendBurst, "send-burst", 20, "messages a user may send in a burst")
+	fs.BoolVar(&cfg.NoAnonymous, "no-anonymous", false, "refuse connections without a token")
+	fs.StringVar(&cfg.NodeID, "node", "", "this node's name in hello (empty: the host name)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := applyEnvAndFile(fs, *configFile); err != nil {
+		return err
+	}
+	if cfg.History == 0 {
+		cfg.History = -1 // -history 0 means none; relay.Config's zero means the default
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+	return serve(cfg)
+}
+
+// applyEnvAndFile sets every flag not given on the command line from
+// ROOMCAST_<NAME>, else from the YAML file.
+func applyEnvAndFile(fs *flag.FlagSet, file string) error {
+	values := map[string]any{}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return fmt.Errorf("cannot read config: %w", err)
+		}
+		if err := yaml.Unmarshal(b, &values); err != nil {
+			return fmt.Errorf("cannot parse config %s: %w", file, err)
+		}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for key := range values {
+		if fs.Lookup(key) == nil {
+			return fmt.Errorf("config %s: unknown key %q", file, key)
+		}
+	}
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || err != nil {
+			return
+		}
+		env := "ROOMCAST_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s: %w", env, e)
+			}
+			return
+		}
+		if v, ok := values[f.Name]; ok {
+			if e := fs.Set(f.Name, fmt.Sprint(v)); e != nil {
+				err = fmt.Errorf("config %s: %s: %w", file, f.Name, e)
+			}
+		}
+	})
+	return err
+}
+
+// serve runs the relay until SIGINT or SIGTERM, then drains it.
+func serve(cfg relay.Config) error {
+	srv, err := relay.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	cfg.Logger.Info("draining: closing connections with 1001")
+	drain, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(drain)
+}

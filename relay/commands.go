@@ -1,0 +1,194 @@
+package relay
+
+import (
+	"encoding/json"
+	"errors"
+	"time"
+	"unicode/utf8"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/roomcast/roomcast/ratelimit"
+	"github.com/roomcast/roomcast/relay/proto"
+	"github.com/roomcast/roomcast/shard"
+)
+
+// strikesToClose is how many rate_limited answers in a row close the
+// connection with 1008.
+const strikesToClose = 10
+
+// command runs one decoded client frame.
+func (s *session) command(c *proto.Command) {
+	switch c.T {
+	case proto.TJoin:
+		s.join(c)
+	case proto.TLeave:
+		s.leave(c)
+	case proto.TSend:
+		s.send(c)
+	case proto.TPing:
+		s.reply(&proto.Pong{T: proto.TPong, Ref: c.Ref})
+	case proto.TMod:
+		s.mod(c)
+	default:
+		s.fail(c.Ref, proto.CodeUnknownType, "unknown frame type "+quote(c.T), "")
+	}
+}
+
+// fail answers with an error frame and counts it.
+func (s *session) fail(ref uint64, code proto.Code, msg, room string) {
+	s.srv.metrics.rejected(code).Inc()
+	s.reply(&proto.Error{T: proto.TError, Ref: ref, Code: code, Message: msg, Room: room})
+}
+
+func (s *session) join(c *proto.Command) {
+	if !proto.ValidRoom(c.Room) {
+		s.fail(c.Ref, proto.CodeBadRoom, "room names match ^[A-Za-z0-9][A-Za-z0-9:._-]{0,63}$", c.Room)
+		return
+	}
+	req := shard.JoinRequest{LoopIndex: s.loop.idx, Loop: s.loop, Member: s, Format: s.format,
+		User: s.id.user, Name: s.id.name, Anon: s.id.anon, Since: c.Since, HasSince: c.HasSince}
+	switch {
+	case c.HasHistory:
+		req.History = c.History
+	case c.HasSince:
+		req.History = -1 // all that is kept after since
+	}
+	if ms := s.rooms[c.Room]; ms != nil {
+		s.joined(c, ms.Rejoin(&req))
+		return
+	}
+	if len(s.rooms) >= s.srv.cfg.MaxRooms {
+		s.fail(c.Ref, proto.CodeTooManyRooms, "this connection is in max_rooms rooms already", c.Room)
+		return
+	}
+	ms, res, err := s.srv.hub.Join(c.Room, &req)
+	switch {
+	case errors.Is(err, shard.ErrRoomFull):
+		s.fail(c.Ref, proto.CodeRoomFull, "room is full", c.Room)
+	case errors.Is(err, shard.ErrNoAnon):
+		s.fail(c.Ref, proto.CodeForbidden, "this room is not open to anonymous viewers", c.Room)
+	case err != nil:
+		s.fail(c.Ref, proto.CodeInternal, "cannot join", c.Room)
+	default:
+		s.rooms[c.Room] = ms
+		s.joined(c, res)
+	}
+}
+
+func (s *session) joined(c *proto.Command, res shard.JoinResult) {
+	j := proto.Joined{T: proto.TJoined, Ref: c.Ref, Room: c.Room, Seq: res.Seq, Gap: res.Gap,
+		Count: res.Count, Members: res.Members}
+	if s.format == proto.JSON {
+		h := make([]json.RawMessage, len(res.History))
+		for i, m := range res.History {
+			h[i] = m
+		}
+		j.History = h
+	} else {
+		h := make([]msgpack.RawMessage, len(res.History))
+		for i, m := range res.History {
+			h[i] = m
+		}
+		j.History = h
+	}
+	s.reply(&j)
+}
+
+func (s *session) leave(c *proto.Command) {
+	ms := s.rooms[c.Room]
+	if ms == nil {
+		s.fail(c.Ref, proto.CodeNotJoined, "not in this room", c.Room)
+		return
+	}
+	delete(s.rooms, c.Room)
+	ms.Leave()
+	s.reply(&proto.Left{T: proto.TLeft, Ref: c.Ref, Room: c.Room})
+}
+
+func (s *session) send(c *proto.Command) {
+	if s.id.anon {
+		s.fail(c.Ref, proto.CodeForbidden, "anonymous viewers cannot send", c.Room)
+		return
+	}
+	if s.rooms[c.Room] == nil {
+		if !proto.ValidRoom(c.Room) {
+			s.fail(c.Ref, proto.CodeBadRoom, "bad room name", c.Room)
+		} else {
+			s.fail(c.Ref, proto.CodeNotJoined, "join the room before sending", c.Room)
+		}
+		return
+	}
+	if msg, code := s.checkBody(c); code != "" {
+		s.fail(c.Ref, code, msg, c.Room)
+		return
+	}
+	if !s.allowSend(c) {
+		return
+	}
+	seq, err := s.srv.hub.Publish(c.Room, &shard.Message{From: s.id.user, Name: s.id.name,
+		Body: c.Body, Badges: s.id.badges, Meta: c.Meta})
+	if err != nil {
+		s.fail(c.Ref, proto.CodeTooLarge, "message does not fit a frame", c.Room)
+		return
+	}
+	s.srv.metrics.sendsAccepted.Inc()
+	if c.Ref != 0 {
+		s.reply(&proto.Ack{T: proto.TAck, Ref: c.Ref, Room: c.Room, Seq: seq})
+	}
+}
+
+// checkBody returns an error message and code if the body or meta is
+// empty or too large.
+func (s *session) checkBody(c *proto.Command) (string, proto.Code) {
+	switch {
+	case c.Body == "":
+		return "body must not be empty", proto.CodeBadRequest
+	case utf8.RuneCountInString(c.Body) > s.srv.cfg.MaxBody:
+		return "body is longer than max_body characters", proto.CodeTooLarge
+	case len(c.Meta) > maxMetaEntries:
+		return "meta has too many entries", proto.CodeTooLarge
+	}
+	for k, v := range c.Meta {
+		if utf8.RuneCountInString(k) > maxMetaChars || utf8.RuneCountInString(v) > maxMetaChars {
+			return "a meta key or value is too long", proto.CodeTooLarge
+		}
+	}
+	return "", ""
+}
+
+// allowSend takes a token from the user's bucket, shared by all of the
+// user's connections. Too many refusals in a row close with 1008.
+func (s *session) allowSend(c *proto.Command) bool {
+	ok, wait := s.srv.limiter.Allow(s.id.user, ratelimit.Limits{Rate: s.srv.cfg.SendRate, Burst: s.srv.cfg.SendBurst}, time.Now())
+	if ok {
+		s.strikes = 0
+		return true
+	}
+	if s.strikes++; s.strikes > strikesToClose {
+		s.close(proto.ClosePolicy, "too many messages after rate_limited")
+		return false
+	}
+	s.srv.metrics.rejected(proto.CodeRateLimited).Inc()
+	s.reply(&proto.Error{T: proto.TError, Ref: c.Ref, Code: proto.CodeRateLimited,
+		Message: "sending too fast", RetryMS: ceilMS(wait), Room: c.Room})
+	return false
+}
+
+func (s *session) mod(c *proto.Command) {
+	if s.id.role != roleMod && s.id.role != roleAdmin {
+		s.fail(c.Ref, proto.CodeForbidden, "moderation needs role mod or admin", c.Room)
+		return
+	}
+	s.fail(c.Ref, proto.CodeUnavailable, "moderation is not available on this relay yet", c.Room)
+}
+
+func quote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// ceilMS rounds d up to whole milliseconds, at least 1.
+func ceilMS(d time.Duration) int64 {
+	return max(1, int64((d+time.Millisecond-1)/time.Millisecond))
+}

@@ -1,0 +1,80 @@
+package relay
+
+import (
+	"log/slog"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/roomcast/roomcast/shard"
+)
+
+// Config configures a Server. The zero value of every field is replaced by
+// the default noted, so Config{} is a working relay.
+type Config struct {
+	Listen       string        // public listener (/ws); zero means ":8080"
+	Admin        string        // admin listener (/metrics, /healthz, /readyz); zero means "127.0.0.1:9090", "off" disables it
+	JWTSecret    string        // HS256 secret; zero means tokens cannot be verified (only anonymous viewers)
+	APIKey       string        // admin API bearer key; zero means the admin API answers 403
+	NoAnonymous  bool          // refuse connections without a token; zero means anonymous viewers are allowed
+	Loops        int           // event loops; zero means GOMAXPROCS
+	MaxFrame     int           // bytes per frame or reassembled message; zero means 64 KiB
+	MaxBody      int           // characters per message body; zero means 500
+	MaxRooms     int           // rooms per connection; zero means 32
+	MaxOutbound  int           // bytes queued per connection before close 4009; zero means 1 MiB
+	IdleTimeout  time.Duration // close 4000 after this long without any frame; zero means 60s
+	PingInterval time.Duration // server pings this often; zero means 25s
+	History      int           // messages kept per room; zero means 100, negative means none
+	SendRate     float64       // sustained sends per second per user; zero means 20 per 30s
+	SendBurst    int           // send burst per user; zero means 20
+	NodeID       string        // this node's name in hello; zero means the host name
+	Logger       *slog.Logger  // zero means slog.Default()
+
+	// Hub overrides the room engine's settings; Loops and Policy are set by
+	// the Server.
+	Hub shard.Config
+}
+
+const (
+	maxRequestHeader = 8 << 10         // bytes of an HTTP upgrade request
+	handshakeTimeout = 10 * time.Second // to send a whole upgrade request
+	closeLinger      = 2 * time.Second  // to wait for the peer's FIN after our close frame
+	maxMetaEntries   = 16               // entries of a message's meta
+	maxMetaChars     = 256              // characters of a meta key or value
+)
+
+func (c *Config) setDefaults() {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.Listen == "" {
+		c.Listen = ":8080"
+	}
+	if c.Admin == "" {
+		c.Admin = "127.0.0.1:9090"
+	}
+	def(&c.Loops, runtime.GOMAXPROCS(0))
+	def(&c.MaxFrame, 64<<10)
+	def(&c.MaxBody, 500)
+	def(&c.MaxRooms, 32)
+	def(&c.MaxOutbound, 1<<20)
+	def(&c.History, 100)
+	def(&c.SendBurst, 20)
+	if c.SendRate == 0 {
+		c.SendRate = 20.0 / 30
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 60 * time.Second
+	}
+	if c.PingInterval == 0 {
+		c.PingInterval = 25 * time.Second
+	}
+	if c.NodeID == "" {
+		c.NodeID, _ = os.Hostname()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}

@@ -1,0 +1,107 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/roomcast/roomcast/relay/proto"
+	"github.com/roomcast/roomcast/shard"
+)
+
+// loop is our state of one gnet event loop. Everything in it is owned by the
+// loop's goroutine, except el and idx, which are static.
+type loop struct {
+	srv *Server
+	el  gnet.EventLoop
+	idx int
+
+	// Atomic: written by the loop, read by metrics scrapes. Each loop has
+	// its own, so the hot path shares no cache line with other loops.
+	bytesIn, bytesOut atomic.Int64
+	_                 [48]byte
+
+	sessions map[*session]struct{} // every open connection of the loop
+	now      time.Time             // refreshed by each tick; coarse clock for idle checks
+	dec      *proto.Decoder
+	enc      *proto.Encoder
+	cmd      proto.Command
+	scratch  []byte // for control frames
+	up       upgrade // the handshake being parsed
+}
+
+func newLoop(s *Server, el gnet.EventLoop, idx int) *loop {
+	l := &loop{srv: s, el: el, idx: idx, sessions: map[*session]struct{}{}, now: time.Now(),
+		dec: proto.NewDecoder(), enc: proto.NewEncoder()}
+	l.up.init(l)
+	return l
+}
+
+// Execute runs r on the loop (shard.Loop). Any goroutine.
+func (l *loop) Execute(r shard.Runnable) error {
+	return l.el.Execute(context.Background(), r)
+}
+
+// tickTask runs once a second on each loop.
+type tickTask struct {
+	l   *loop
+	now time.Time
+}
+
+var pingFrame = ws.MustCompileFrame(ws.NewPingFrame(nil))
+
+func (t tickTask) Run(context.Context) error {
+	l, cfg := t.l, &t.l.srv.cfg
+	l.now = t.now
+	for s := range l.sessions {
+		switch {
+		case s.state == stateClosing:
+			if t.now.Sub(s.closingSince) > closeLinger {
+				_ = s.conn.Close()
+			}
+		case s.state == stateHTTP:
+			if t.now.Sub(s.lastRecv) > handshakeTimeout {
+				s.srv.metrics.handshakeFail("timeout")
+				_ = s.conn.Close()
+			}
+		case t.now.Sub(s.lastRecv) > cfg.IdleTimeout:
+			s.close(proto.CloseIdle, "idle timeout")
+		case t.now.Sub(s.lastPing) >= cfg.PingInterval:
+			s.lastPing = t.now
+			s.write(pingFrame)
+		}
+	}
+	return nil
+}
+
+// drainTask closes every connection of the loop with 1001.
+type drainTask struct{ l *loop }
+
+func (t drainTask) Run(context.Context) error {
+	for s := range t.l.sessions {
+		if s.state == stateHTTP {
+			_ = s.conn.Close()
+			continue
+		}
+		s.close(proto.CloseGoingAway, "server shutting down")
+	}
+	return nil
+}
+
+// upgrade is the scratch state of one HTTP upgrade, reused by the loop.
+type upgrade struct {
+	up     ws.Upgrader
+	in     bytes.Reader
+	out    bytes.Buffer
+	path   string
+	token  string
+	offers bool         // the client offered subprotocols
+	format proto.Format // the one chosen
+	chosen bool
+	id     *identity
+	why    string // metrics reason of a rejection
+}

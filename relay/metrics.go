@@ -1,0 +1,109 @@
+package relay
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/roomcast/roomcast/relay/proto"
+)
+
+// handshakeReasons are the label values of roomcast_handshake_failures_total.
+var handshakeReasons = []string{"bad_request", "not_found", "subprotocol", "auth", "draining", "too_large", "timeout"}
+
+// metrics are the relay's Prometheus collectors, created once with their
+// label values resolved, so that counting does no look-ups on hot paths.
+type metrics struct {
+	reg *prometheus.Registry
+
+	accepted       prometheus.Counter // TCP connections accepted
+	handshakes     prometheus.Counter
+	handshakeFails map[string]prometheus.Counter
+	openUser       prometheus.Gauge
+	openAnon       prometheus.Gauge
+	framesIn       prometheus.Counter // whole data messages received
+	sendsAccepted  prometheus.Counter
+	rejectedBy     map[proto.Code]prometheus.Counter
+	disconnects    map[proto.CloseCode]prometheus.Counter
+	slowConsumers  prometheus.Counter
+}
+
+func newMetrics(s *Server) *metrics {
+	reg := prometheus.NewRegistry()
+	f := func(c prometheus.Collector) { reg.MustRegister(c) }
+	m := &metrics{reg: reg, handshakeFails: map[string]prometheus.Counter{},
+		rejectedBy: map[proto.Code]prometheus.Counter{}, disconnects: map[proto.CloseCode]prometheus.Counter{}}
+	counter := func(name, help string) prometheus.Counter {
+		c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+		f(c)
+		return c
+	}
+	m.accepted = counter("roomcast_connections_accepted_total", "TCP connections accepted on the public listener.")
+	m.handshakes = counter("roomcast_handshakes_total", "WebSocket upgrades completed.")
+	m.framesIn = counter("roomcast_messages_received_total", "Whole client messages (frames or reassembled fragments) received.")
+	m.sendsAccepted = counter("roomcast_messages_accepted_total", "Client send frames sequenced into a room.")
+	m.slowConsumers = counter("roomcast_slow_consumers_total", "Connections closed because their outbound queue passed max-outbound (4009).")
+
+	fails := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomcast_handshake_failures_total",
+		Help: "Upgrade requests refused, by reason."}, []string{"reason"})
+	f(fails)
+	for _, r := range handshakeReasons {
+		m.handshakeFails[r] = fails.WithLabelValues(r)
+	}
+	rej := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomcast_messages_rejected_total",
+		Help: "Client frames answered with an error, by error code."}, []string{"code"})
+	f(rej)
+	for _, c := range proto.AllCodes {
+		m.rejectedBy[c] = rej.WithLabelValues(string(c))
+	}
+	disc := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomcast_disconnects_total",
+		Help: "WebSocket connections closed by the relay or answered to a close, by close code."}, []string{"code"})
+	f(disc)
+	for _, c := range proto.AllCloseCodes {
+		m.disconnects[c] = disc.WithLabelValues(strconv.Itoa(int(c)))
+	}
+	open := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "roomcast_connections",
+		Help: "Open WebSocket connections, by kind and whether anonymous."}, []string{"kind", "anonymous"})
+	f(open)
+	m.openUser, m.openAnon = open.WithLabelValues("ws", "false"), open.WithLabelValues("ws", "true")
+
+	st := &s.hub.Stats
+	gauge := func(name, help string, fn func() float64) {
+		f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn))
+	}
+	cfunc := func(name, help string, fn func() float64) {
+		f(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, fn))
+	}
+	gauge("roomcast_rooms", "Rooms held in memory.", func() float64 { return float64(st.Rooms.Load()) })
+	gauge("roomcast_members", "Room memberships (a connection in two rooms counts twice).", func() float64 { return float64(st.Members.Load()) })
+	cfunc("roomcast_messages_sequenced_total", "Messages given a seq (clients and API).", func() float64 { return float64(st.Messages.Load()) })
+	cfunc("roomcast_deliveries_total", "Messages written to members (a batch of n to m members counts n*m).", func() float64 { return float64(st.Deliveries.Load()) })
+	cfunc("roomcast_member_writes_total", "Writes of room frames to members.", func() float64 { return float64(st.Writes.Load()) })
+	cfunc("roomcast_batches_total", "Batch frames built (each once per wire format in use).", func() float64 { return float64(st.Batches.Load()) })
+	cfunc("roomcast_flushes_total", "Room flushes handed to the event loops.", func() float64 { return float64(st.Flushes.Load()) })
+	cfunc("roomcast_bytes_received_total", "Bytes read from public connections.", func() float64 { return float64(s.sumLoops(func(l *loop) int64 { return l.bytesIn.Load() })) })
+	cfunc("roomcast_bytes_sent_total", "Bytes written to public connections.", func() float64 { return float64(s.sumLoops(func(l *loop) int64 { return l.bytesOut.Load() })) })
+
+	f(collectors.NewGoCollector())
+	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (s *Server) sumLoops(fn func(*loop) int64) int64 {
+	var n int64
+	s.eachLoop(func(l *loop) { n += fn(l) })
+	return n
+}
+
+func (m *metrics) handshakeFail(reason string) { m.handshakeFails[reason].Inc() }
+func (m *metrics) rejected(c proto.Code) prometheus.Counter {
+	return m.rejectedBy[c]
+}
+func (m *metrics) disconnect(c proto.CloseCode) prometheus.Counter { return m.disconnects[c] }
+func (m *metrics) open(anon bool) prometheus.Gauge {
+	if anon {
+		return m.openAnon
+	}
+	return m.openUser
+}

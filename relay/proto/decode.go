@@ -1,0 +1,275 @@
+package proto
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
+)
+
+// Decode errors. ErrMalformed and ErrInvalidUTF8 close the connection (1007);
+// a *FieldError is answered with bad_request and the connection stays.
+var (
+	ErrMalformed   = errors.New("proto: frame does not decode as one map")
+	ErrInvalidUTF8 = errors.New("proto: string is not valid UTF-8")
+)
+
+// FieldError reports a field of the wrong type or value, or a missing "t".
+type FieldError struct {
+	Field string
+	Want  string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("field %q must be %s", e.Field, e.Want)
+}
+
+// Decoder decodes client frames. It keeps scratch state between calls and
+// must be used by one goroutine at a time (the relay keeps one per event loop).
+type Decoder struct {
+	r   bytes.Reader
+	mp  *msgpack.Decoder
+	bad *FieldError
+}
+
+// NewDecoder returns a Decoder.
+func NewDecoder() *Decoder {
+	d := &Decoder{}
+	d.mp = msgpack.NewDecoder(&d.r)
+	return d
+}
+
+// Decode decodes one frame payload of format f into cmd (which it resets).
+// Strings in cmd do not alias b.
+func (d *Decoder) Decode(f Format, b []byte, cmd *Command) error {
+	*cmd = Command{}
+	var err error
+	if f == JSON {
+		err = decodeJSON(b, cmd)
+	} else {
+		err = d.decodeMsgpack(b, cmd)
+	}
+	if err != nil {
+		return err
+	}
+	if !utf8.ValidString(cmd.Body) {
+		return ErrInvalidUTF8
+	}
+	for k, v := range cmd.Meta {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return ErrInvalidUTF8
+		}
+	}
+	if cmd.T == "" {
+		return &FieldError{Field: "t", Want: "a non-empty string"}
+	}
+	return nil
+}
+
+func (d *Decoder) decodeMsgpack(b []byte, cmd *Command) error {
+	d.r.Reset(b)
+	d.mp.Reset(&d.r)
+	d.bad = nil
+	n, err := d.mp.DecodeMapLen()
+	if err != nil || n < 0 {
+		return ErrMalformed
+	}
+	for i := 0; i < n; i++ {
+		if err := d.field(cmd); err != nil {
+			return ErrMalformed
+		}
+	}
+	if d.r.Len() != 0 {
+		return ErrMalformed
+	}
+	if d.bad != nil {
+		return d.bad
+	}
+	return nil
+}
+
+// field decodes one key and its value. A value of the wrong type is skipped
+// and remembered in d.bad; only undecodable bytes return an error.
+func (d *Decoder) field(cmd *Command) error {
+	c, err := d.mp.PeekCode()
+	if err != nil {
+		return err
+	}
+	if !isStr(c) {
+		if err := d.mp.Skip(); err != nil {
+			return err
+		}
+		return d.mp.Skip()
+	}
+	key, err := d.mp.DecodeString()
+	if err != nil {
+		return err
+	}
+	switch key {
+	case "t":
+		return d.str(key, &cmd.T)
+	case "room":
+		return d.str(key, &cmd.Room)
+	case "body":
+		return d.str(key, &cmd.Body)
+	case "action":
+		return d.str(key, &cmd.Action)
+	case "user":
+		return d.str(key, &cmd.User)
+	case "ref":
+		return d.uint(key, &cmd.Ref, nil)
+	case "seq":
+		return d.uint(key, &cmd.Seq, nil)
+	case "since":
+		return d.uint(key, &cmd.Since, &cmd.HasSince)
+	case "history":
+		var h uint64
+		err := d.uint(key, &h, &cmd.HasHistory)
+		cmd.History = int(min(h, 1<<30))
+		return err
+	case "secs":
+		var s uint64
+		err := d.uint(key, &s, nil)
+		cmd.Secs = int64(min(s, 1<<40))
+		return err
+	case "meta":
+		return d.meta(cmd)
+	}
+	return d.mp.Skip()
+}
+
+func (d *Decoder) wrong(field, want string) error {
+	if d.bad == nil {
+		d.bad = &FieldError{Field: field, Want: want}
+	}
+	return d.mp.Skip()
+}
+
+func (d *Decoder) str(field string, dst *string) error {
+	c, err := d.mp.PeekCode()
+	if err != nil {
+		return err
+	}
+	if c == msgpcode.Nil {
+		return d.mp.Skip()
+	}
+	if !isStr(c) {
+		return d.wrong(field, "a string")
+	}
+	*dst, err = d.mp.DecodeString()
+	return err
+}
+
+func (d *Decoder) uint(field string, dst *uint64, has *bool) error {
+	c, err := d.mp.PeekCode()
+	if err != nil {
+		return err
+	}
+	if c == msgpcode.Nil {
+		return d.mp.Skip()
+	}
+	switch {
+	case c == msgpcode.Uint64:
+		*dst, err = d.mp.DecodeUint64()
+	case msgpcode.IsFixedNum(c) || c >= msgpcode.Uint8 && c <= msgpcode.Int64:
+		var v int64
+		v, err = d.mp.DecodeInt64()
+		if err == nil && v < 0 {
+			d.bad = cmp(d.bad, &FieldError{Field: field, Want: "a non-negative integer"})
+			return nil
+		}
+		*dst = uint64(v)
+	default:
+		return d.wrong(field, "a non-negative integer")
+	}
+	if err == nil && has != nil {
+		*has = true
+	}
+	return err
+}
+
+func (d *Decoder) meta(cmd *Command) error {
+	c, err := d.mp.PeekCode()
+	if err != nil {
+		return err
+	}
+	if c == msgpcode.Nil {
+		return d.mp.Skip()
+	}
+	if !msgpcode.IsFixedMap(c) && c != msgpcode.Map16 && c != msgpcode.Map32 {
+		return d.wrong("meta", "a map of string to string")
+	}
+	n, err := d.mp.DecodeMapLen()
+	if err != nil {
+		return err
+	}
+	for i := 0; i < n; i++ {
+		var k, v string
+		if err := d.str("meta", &k); err != nil {
+			return err
+		}
+		if err := d.str("meta", &v); err != nil {
+			return err
+		}
+		if cmd.Meta == nil {
+			cmd.Meta = make(map[string]string, min(n, 16))
+		}
+		cmd.Meta[k] = v
+	}
+	return nil
+}
+
+func cmp(old, e *FieldError) *FieldError {
+	if old != nil {
+		return old
+	}
+	return e
+}
+
+func isStr(c byte) bool {
+	return msgpcode.IsFixedString(c) || c == msgpcode.Str8 || c == msgpcode.Str16 || c == msgpcode.Str32
+}
+
+// jsonCommand mirrors Command for encoding/json; pointers tell absent fields.
+type jsonCommand struct {
+	T       string            `json:"t"`
+	Ref     uint64            `json:"ref"`
+	Room    string            `json:"room"`
+	Body    string            `json:"body"`
+	Meta    map[string]string `json:"meta"`
+	Since   *uint64           `json:"since"`
+	History *uint64           `json:"history"`
+	Action  string            `json:"action"`
+	User    string            `json:"user"`
+	Secs    uint64            `json:"secs"`
+	Seq     uint64            `json:"seq"`
+}
+
+func decodeJSON(b []byte, cmd *Command) error {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	if len(b) == 0 || b[0] != '{' {
+		return ErrMalformed
+	}
+	var jc jsonCommand
+	err := json.Unmarshal(b, &jc)
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &te):
+		return &FieldError{Field: te.Field, Want: "a " + te.Type.String()}
+	case err != nil:
+		return ErrMalformed
+	}
+	*cmd = Command{T: jc.T, Ref: jc.Ref, Room: jc.Room, Body: jc.Body, Meta: jc.Meta,
+		Action: jc.Action, User: jc.User, Secs: int64(min(jc.Secs, 1<<40)), Seq: jc.Seq}
+	if jc.Since != nil {
+		cmd.Since, cmd.HasSince = *jc.Since, true
+	}
+	if jc.History != nil {
+		cmd.History, cmd.HasHistory = int(min(*jc.History, 1<<30)), true
+	}
+	return nil
+}

@@ -1,0 +1,179 @@
+package proto
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+
+	"github.com/gobwas/ws"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// maxHeader is the largest header of an unmasked server frame.
+const maxHeader = 10
+
+// Encoder builds complete server WebSocket frames (header and payload). The
+// returned bytes live in the Encoder's buffer and are valid until its next
+// call; callers copy or write them at once. One goroutine at a time.
+type Encoder struct {
+	buf []byte
+	mp  *msgpack.Encoder
+	js  *json.Encoder
+}
+
+// NewEncoder returns an Encoder.
+func NewEncoder() *Encoder {
+	e := &Encoder{buf: make([]byte, 0, 4096)}
+	w := (*appender)(e)
+	e.mp = msgpack.NewEncoder(w)
+	e.mp.UseCompactInts(true)
+	e.js = json.NewEncoder(w)
+	e.js.SetEscapeHTML(false)
+	return e
+}
+
+// appender lets the library encoders append to Encoder.buf.
+type appender Encoder
+
+func (a *appender) Write(p []byte) (int, error) {
+	a.buf = append(a.buf, p...)
+	return len(p), nil
+}
+
+func (a *appender) WriteByte(c byte) error {
+	a.buf = append(a.buf, c)
+	return nil
+}
+
+func (a *appender) WriteString(s string) (int, error) {
+	a.buf = append(a.buf, s...)
+	return len(s), nil
+}
+
+// Frame encodes v (one of this package's frame structs) in format f and
+// returns the whole WebSocket frame.
+func (e *Encoder) Frame(f Format, v any) ([]byte, error) {
+	e.buf = e.buf[:maxHeader]
+	if err := e.value(f, v); err != nil {
+		return nil, err
+	}
+	return e.finish(f), nil
+}
+
+// Payload encodes v in format f without a frame header (messages kept in
+// history, then spliced into batch and joined frames).
+func (e *Encoder) Payload(f Format, v any) ([]byte, error) {
+	e.buf = e.buf[:0]
+	if err := e.value(f, v); err != nil {
+		return nil, err
+	}
+	return e.buf, nil
+}
+
+func (e *Encoder) value(f Format, v any) error {
+	if f == JSON {
+		if err := e.js.Encode(v); err != nil {
+			return fmt.Errorf("cannot encode %T as JSON: %w", v, err)
+		}
+		e.buf = e.buf[:len(e.buf)-1] // json.Encoder ends every value with '\n'
+		return nil
+	}
+	if err := e.mp.Encode(v); err != nil {
+		return fmt.Errorf("cannot encode %T as msgpack: %w", v, err)
+	}
+	return nil
+}
+
+// Batch returns the whole frame of {t:"batch", room, msgs}, where msgs are
+// messages already encoded in format f. The bytes are valid until the next
+// call.
+func (e *Encoder) Batch(f Format, room string, msgs [][]byte) []byte {
+	e.buf = e.buf[:maxHeader]
+	if f == JSON {
+		e.buf = append(e.buf, `{"t":"batch","room":`...)
+		e.buf = appendJSONRoom(e.buf, room)
+		e.buf = append(e.buf, `,"msgs":[`...)
+		for i, m := range msgs {
+			if i > 0 {
+				e.buf = append(e.buf, ',')
+			}
+			e.buf = append(e.buf, m...)
+		}
+		e.buf = append(e.buf, "]}"...)
+		return e.finish(f)
+	}
+	// Writes to appender cannot fail.
+	_ = e.mp.EncodeMapLen(3)
+	_ = e.mp.EncodeString("t")
+	_ = e.mp.EncodeString(TBatch)
+	_ = e.mp.EncodeString("room")
+	_ = e.mp.EncodeString(room)
+	_ = e.mp.EncodeString("msgs")
+	_ = e.mp.EncodeArrayLen(len(msgs))
+	for _, m := range msgs {
+		e.buf = append(e.buf, m...)
+	}
+	return e.finish(f)
+}
+
+// appendJSONRoom appends a room name as a JSON string. Room names are
+// validated to [A-Za-z0-9:._-], which never needs escaping.
+func appendJSONRoom(b []byte, room string) []byte {
+	b = append(b, '"')
+	b = append(b, room...)
+	return append(b, '"')
+}
+
+// finish writes the frame header in front of the payload at buf[maxHeader:].
+func (e *Encoder) finish(f Format) []byte {
+	n := len(e.buf) - maxHeader
+	op := ws.OpBinary
+	if f == JSON {
+		op = ws.OpText
+	}
+	start := maxHeader - HeaderSize(n)
+	PutHeader(e.buf[start:maxHeader], op, n)
+	return e.buf[start:]
+}
+
+// HeaderSize is the size of an unmasked, final frame header for a payload of
+// n bytes (RFC 6455 section 5.2).
+func HeaderSize(n int) int {
+	switch {
+	case n < 126:
+		return 2
+	case n <= 0xffff:
+		return 4
+	}
+	return 10
+}
+
+// PutHeader writes an unmasked, final frame header for a payload of n bytes
+// into h, which must be HeaderSize(n) long.
+func PutHeader(h []byte, op ws.OpCode, n int) {
+	h[0] = 0x80 | byte(op)
+	switch len(h) {
+	case 2:
+		h[1] = byte(n)
+	case 4:
+		h[1] = 126
+		binary.BigEndian.PutUint16(h[2:], uint16(n))
+	default:
+		h[1] = 127
+		binary.BigEndian.PutUint64(h[2:], uint64(n))
+	}
+}
+
+// AppendFrame appends a whole unmasked final frame carrying payload to dst.
+func AppendFrame(dst []byte, op ws.OpCode, payload []byte) []byte {
+	n := len(dst)
+	hs := HeaderSize(len(payload))
+	dst = append(dst, make([]byte, hs)...)
+	PutHeader(dst[n:n+hs], op, len(payload))
+	return append(dst, payload...)
+}
+
+// CloseFrame returns a close frame with code and a short reason.
+func CloseFrame(code CloseCode, reason string) []byte {
+	return AppendFrame(nil, ws.OpClose, ws.NewCloseFrameBody(ws.StatusCode(code), reason))
+}

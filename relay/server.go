@@ -1,0 +1,214 @@
+// Package relay is the roomcast server: gnet event loops that accept
+// connections, parse the HTTP upgrade and WebSocket frames out of the inbound
+// bytes, run the protocol of package proto for each session, and hand rooms to
+// package shard. It also serves the admin listener.
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/roomcast/roomcast/ratelimit"
+	"github.com/roomcast/roomcast/relay/proto"
+	"github.com/roomcast/roomcast/shard"
+)
+
+// Server is one relay node. New, then Start; Shutdown drains it.
+type Server struct {
+	gnet.BuiltinEventEngine
+
+	// Static after New.
+	cfg     Config
+	hub     *shard.Hub
+	limiter *ratelimit.Limiter
+	auth    *authenticator
+	metrics *metrics
+	limits  proto.Limits
+
+	// Set while starting, then read-only.
+	eng       gnet.Engine
+	addr      string
+	admin     *http.Server
+	adminAddr string
+	booted    chan struct{}
+	stopped   chan error
+
+	loopsMu sync.Mutex
+	loops   atomic.Pointer[[]*loop] // copy on write, indexed by discovery order
+
+	draining atomic.Bool
+	anonSeq  atomic.Uint64
+	conns    atomic.Int64 // open connections (any state)
+	quit     chan struct{}
+	bg       sync.WaitGroup
+}
+
+// New returns a Server for cfg; it listens only after Start.
+func New(cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	auth, err := newAuthenticator(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, limiter: ratelimit.New(), auth: auth, booted: make(chan struct{}),
+		stopped: make(chan error, 1), quit: make(chan struct{})}
+	s.limits = proto.Limits{Rate: cfg.SendRate, Burst: cfg.SendBurst, MaxBody: cfg.MaxBody,
+		MaxRooms: cfg.MaxRooms, MaxFrame: cfg.MaxFrame}
+	hc := cfg.Hub
+	hc.Loops = cfg.Loops
+	hc.Policy = func(string) shard.Policy { return shard.Policy{History: cfg.History} }
+	s.hub = shard.NewHub(hc)
+	s.metrics = newMetrics(s)
+	return s, nil
+}
+
+// Hub returns the room engine (for the admin API and tests).
+func (s *Server) Hub() *shard.Hub { return s.hub }
+
+// Addr returns the public listener's address once Start returned.
+func (s *Server) Addr() string { return s.addr }
+
+// AdminAddr returns the admin listener's address once Start returned ("" if off).
+func (s *Server) AdminAddr() string { return s.adminAddr }
+
+// Start binds both listeners and runs the event loops in the background.
+func (s *Server) Start() error {
+	if err := s.startAdmin(); err != nil {
+		return err
+	}
+	go func() {
+		s.stopped <- gnet.Run(s, "tcp://"+s.cfg.Listen,
+			gnet.WithNumEventLoop(s.cfg.Loops),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithReuseAddr(true),
+			gnet.WithLogger(gnetLogger{s.cfg.Logger}),
+		)
+	}()
+	select {
+	case <-s.booted:
+	case err := <-s.stopped:
+		s.hub.Close()
+		if s.admin != nil {
+			_ = s.admin.Close()
+		}
+		return fmt.Errorf("cannot start relay on %s: %w", s.cfg.Listen, err)
+	}
+	s.bg.Add(1)
+	go s.tick()
+	s.cfg.Logger.Info("roomcast relay listening", "public", s.addr, "admin", s.adminAddr, "loops", s.cfg.Loops)
+	return nil
+}
+
+// OnBoot records the engine and the bound address. gnet calls it once.
+func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
+	s.eng = eng
+	s.addr = s.cfg.Listen
+	if fd, err := eng.Dup(); err == nil {
+		if sa, err := unix.Getsockname(fd); err == nil {
+			s.addr = sockaddrString(sa)
+		}
+		_ = unix.Close(fd)
+	}
+	close(s.booted)
+	return gnet.None
+}
+
+func sockaddrString(sa unix.Sockaddr) string {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return (&net.TCPAddr{IP: a.Addr[:], Port: a.Port}).String()
+	case *unix.SockaddrInet6:
+		return (&net.TCPAddr{IP: a.Addr[:], Port: a.Port}).String()
+	}
+	return ""
+}
+
+// loopOf returns our state of the event loop that owns c, creating it on the
+// loop's first connection. Called on that loop.
+func (s *Server) loopOf(c gnet.Conn) *loop {
+	el := c.EventLoop()
+	if p := s.loops.Load(); p != nil {
+		for _, l := range *p {
+			if l.el == el {
+				return l
+			}
+		}
+	}
+	s.loopsMu.Lock()
+	defer s.loopsMu.Unlock()
+	var cur []*loop
+	if p := s.loops.Load(); p != nil {
+		cur = *p
+	}
+	for _, l := range cur {
+		if l.el == el {
+			return l
+		}
+	}
+	if len(cur) >= s.cfg.Loops {
+		panic("relay: more gnet event loops than Config.Loops")
+	}
+	l := newLoop(s, el, len(cur))
+	next := append(append([]*loop(nil), cur...), l)
+	s.loops.Store(&next)
+	return l
+}
+
+func (s *Server) eachLoop(fn func(*loop)) {
+	if p := s.loops.Load(); p != nil {
+		for _, l := range *p {
+			fn(l)
+		}
+	}
+}
+
+// tick drives time on every loop: pings, idle and handshake timeouts,
+// lingering closes; and reclaims idle rate-limit buckets.
+func (s *Server) tick() {
+	defer s.bg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for n := 0; ; n++ {
+		select {
+		case <-s.quit:
+			return
+		case now := <-t.C:
+			s.eachLoop(func(l *loop) { _ = l.el.Execute(context.Background(), tickTask{l, now}) })
+			if n%60 == 59 {
+				s.limiter.Sweep(now)
+			}
+		}
+	}
+}
+
+// Shutdown drains the relay: it stops accepting, closes every connection with
+// 1001, waits for them to go (until ctx is done), and stops.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.draining.Swap(true) {
+		return errors.New("relay: already shut down")
+	}
+	s.eachLoop(func(l *loop) { _ = l.el.Execute(ctx, drainTask{l}) })
+	for s.conns.Load() > 0 && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(s.quit)
+	s.bg.Wait()
+	stopCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	err := s.eng.Stop(stopCtx)
+	<-s.stopped
+	s.hub.Close()
+	if s.admin != nil {
+		_ = s.admin.Shutdown(stopCtx)
+	}
+	return err
+}

@@ -1,0 +1,158 @@
+package relay
+
+import (
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/roomcast/roomcast/relay/proto"
+	"github.com/roomcast/roomcast/shard"
+)
+
+type sessionState uint8
+
+const (
+	stateHTTP    sessionState = iota // reading the upgrade request
+	stateOpen                        // a WebSocket
+	stateClosing                     // close frame sent; input is discarded until the peer goes
+)
+
+// session is one connection. It is created in OnOpen and lives on the event
+// loop that owns the connection; every field is owned by that loop.
+type session struct {
+	// Set in OnOpen, then read-only.
+	srv  *Server
+	loop *loop
+	conn gnet.Conn
+
+	// Set by the upgrade, then read-only.
+	id     *identity
+	format proto.Format
+
+	// Owned by the event loop.
+	state        sessionState
+	lastRecv     time.Time // coarse (loop clock): any bytes received
+	lastPing     time.Time
+	closingSince time.Time
+	rooms        map[string]*shard.Membership
+	frag         []byte // a fragmented message being reassembled
+	fragOp       byte   // its opcode; 0 when none
+	strikes      int    // rate_limited answers in a row
+}
+
+// OnOpen creates the session of a new connection. gnet calls it on the
+// connection's loop.
+func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	if s.draining.Load() {
+		return nil, gnet.Close
+	}
+	l := s.loopOf(c)
+	ss := &session{srv: s, loop: l, conn: c, lastRecv: l.now, lastPing: l.now}
+	c.SetContext(ss)
+	l.sessions[ss] = struct{}{}
+	s.conns.Add(1)
+	s.metrics.accepted.Inc()
+	return nil, gnet.None
+}
+
+// OnClose ends the session: it leaves every room. gnet calls it on the loop.
+func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
+	ss, ok := c.Context().(*session)
+	if !ok {
+		return gnet.None
+	}
+	for _, ms := range ss.rooms {
+		ms.Leave()
+	}
+	ss.rooms = nil
+	if ss.id != nil {
+		s.metrics.open(ss.id.anon).Dec()
+	}
+	delete(ss.loop.sessions, ss)
+	s.conns.Add(-1)
+	return gnet.None
+}
+
+// OnTraffic consumes what the connection sent: the upgrade request, then
+// frames. It never blocks; an incomplete request or frame waits for more
+// bytes in gnet's inbound buffer. gnet calls it on the loop.
+func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
+	ss := c.Context().(*session)
+	buf, _ := c.Peek(-1)
+	ss.lastRecv = ss.loop.now
+	ss.loop.bytesIn.Add(int64(len(buf)))
+	used := 0
+	if ss.state == stateHTTP {
+		used = ss.handshake(buf)
+	}
+	if ss.state == stateOpen {
+		used += ss.frames(buf[used:])
+	}
+	if ss.state == stateClosing {
+		used = len(buf) // discard whatever else comes
+	}
+	if used > 0 { // Discard(0) would discard everything
+		_, _ = c.Discard(used)
+	}
+	return gnet.None
+}
+
+// open turns the connection into a WebSocket session and says hello.
+func (s *session) open(id *identity, f proto.Format) {
+	s.id, s.format, s.state = id, f, stateOpen
+	s.rooms = make(map[string]*shard.Membership, 2)
+	s.srv.metrics.open(id.anon).Inc()
+	s.srv.metrics.handshakes.Inc()
+	s.reply(&proto.Hello{T: proto.THello, V: 1, User: id.user, Name: id.name, Anon: id.anon,
+		Role: id.role, Limits: s.srv.limits, Node: s.srv.cfg.NodeID})
+}
+
+// write queues bytes on the connection (copied by gnet).
+func (s *session) write(b []byte) {
+	if _, err := s.conn.Write(b); err == nil {
+		s.loop.bytesOut.Add(int64(len(b)))
+	}
+}
+
+// reply encodes one frame to this session.
+func (s *session) reply(v any) {
+	b, err := s.loop.enc.Frame(s.format, v)
+	if err != nil {
+		s.srv.cfg.Logger.Error("cannot encode reply", "err", err)
+		return
+	}
+	s.write(b)
+}
+
+// Deliver writes a room's frames (shard.Member). A member whose unsent bytes
+// pass MaxOutbound is closed with 4009. Runs on the loop.
+func (s *session) Deliver(frame []byte) {
+	if s.state != stateOpen {
+		return
+	}
+	_, _ = s.conn.Write(frame)
+	s.loop.bytesOut.Add(int64(len(frame)))
+	if s.conn.OutboundBuffered() > s.srv.cfg.MaxOutbound {
+		s.srv.metrics.slowConsumers.Inc()
+		s.close(proto.CloseSlowConsumer, "slow consumer")
+	}
+}
+
+// close sends a close frame and ends the session. Once our close frame is
+// out we shut down our side and wait (up to closeLinger) for the peer's FIN,
+// so the frame is read before the socket goes, rather than lost to a reset.
+func (s *session) close(code proto.CloseCode, reason string) {
+	if s.state == stateClosing {
+		return
+	}
+	s.state = stateClosing
+	s.closingSince = s.loop.now
+	s.srv.metrics.disconnect(code).Inc()
+	s.write(proto.CloseFrame(code, reason))
+	if s.conn.OutboundBuffered() > 0 {
+		_ = s.conn.Close() // a slow reader: do not wait for it
+		return
+	}
+	_ = unix.Shutdown(s.conn.Fd(), unix.SHUT_WR)
+}

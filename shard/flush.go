@@ -1,0 +1,213 @@
+package shard
+
+import (
+	"context"
+
+	"github.com/roomcast/roomcast/relay/proto"
+)
+
+// flight is one flush of a room: its frames, built once per format in use,
+// and the loops that write them. Only one flight per room is under way at a
+// time, so its buffers are reused from one flight to the next.
+type flight struct {
+	items   []item
+	json    bool
+	targets []*loopRoom
+
+	all     [proto.NumFormats][]byte // every frame of the flight, back to back
+	parts   []part                   // where each frame lies in all
+	minMsg  uint64                   // lowest evn of a batch frame (maxEvn if none)
+	minPres uint64                   // lowest evn of a presence frame (maxEvn if none)
+	msgs    int64                    // messages in the flight
+	scratch [][]byte
+}
+
+type part struct {
+	off, end [proto.NumFormats]int
+	evn      uint64
+	pres     bool
+	msgs     int64
+}
+
+// kickLocked starts a flight if none is under way and events are pending. It
+// reports whether the caller must call flush after unlocking.
+func (r *Room) kickLocked() bool {
+	if r.inFlight || len(r.pending) == 0 {
+		return false
+	}
+	fl := &r.fl
+	fl.items = fl.items[:0]
+	size, n := 0, 0
+	for n < len(r.pending) {
+		it := r.pending[n]
+		if it.e != nil {
+			if n > 0 && size+len(it.e.enc[proto.Msgpack]) > r.hub.cfg.MaxBatchBytes {
+				break
+			}
+			size += len(it.e.enc[proto.Msgpack])
+			r.dispSeq, r.dispEvn = it.e.msg.Seq, it.e.evn
+		}
+		fl.items = append(fl.items, it)
+		n++
+	}
+	rest := copy(r.pending, r.pending[n:])
+	clear(r.pending[rest:])
+	r.pending = r.pending[:rest]
+	if r.open != nil && n > 0 {
+		r.open = nil // handed out: later leaves start a new event
+	}
+	fl.json = r.jsonCount > 0
+	fl.targets = fl.targets[:0]
+	for i := range r.loops {
+		if r.loops[i].count > 0 {
+			fl.targets = append(fl.targets, &r.loops[i])
+		}
+	}
+	r.inFlight = true
+	return true
+}
+
+// flush encodes the flight kickLocked prepared and hands it to its loops.
+// The last loop to finish starts the next flight.
+func (r *Room) flush() {
+	for {
+		r.encodeFlight()
+		fl := &r.fl
+		if len(fl.targets) > 0 {
+			r.hub.Stats.Flushes.Add(1)
+			r.remaining.Store(int32(len(fl.targets)))
+			for _, lr := range fl.targets {
+				if lr.loop.Execute(lr) != nil {
+					r.taskDone() // the loop is gone (shutdown): its members with it
+				}
+			}
+			return
+		}
+		r.mu.Lock()
+		r.inFlight = false
+		kick := r.kickLocked()
+		r.mu.Unlock()
+		if !kick {
+			return
+		}
+	}
+}
+
+// taskDone is called once per target loop when it has written the flight.
+func (r *Room) taskDone() {
+	if r.remaining.Add(-1) != 0 {
+		return
+	}
+	r.mu.Lock()
+	r.inFlight = false
+	kick := r.kickLocked()
+	r.mu.Unlock()
+	if kick {
+		r.flush()
+	}
+}
+
+// encodeFlight builds the frames of the flight: a batch frame per run of
+// messages (capped at MaxBatchMsgs), a presence frame per presence event.
+func (r *Room) encodeFlight() {
+	fl := &r.fl
+	enc := r.hub.getEncoder()
+	defer r.hub.putEncoder(enc)
+	formats := proto.Format(1)
+	if fl.json {
+		formats = proto.NumFormats
+	}
+	for f := range fl.all {
+		fl.all[f] = fl.all[f][:0]
+	}
+	fl.parts, fl.minMsg, fl.minPres, fl.msgs = fl.parts[:0], maxEvn, maxEvn, 0
+	for i := 0; i < len(fl.items); {
+		if p := fl.items[i].p; p != nil {
+			r.addPresence(enc, formats, p)
+			i++
+			continue
+		}
+		j := i
+		for j < len(fl.items) && fl.items[j].e != nil && j-i < r.hub.cfg.MaxBatchMsgs {
+			j++
+		}
+		r.addBatch(enc, formats, fl.items[i:j])
+		i = j
+	}
+}
+
+func (r *Room) addBatch(enc *proto.Encoder, formats proto.Format, items []item) {
+	fl := &r.fl
+	pt := part{evn: items[len(items)-1].e.evn, msgs: int64(len(items))}
+	for f := proto.Format(0); f < formats; f++ {
+		fl.scratch = fl.scratch[:0]
+		for _, it := range items {
+			fl.scratch = append(fl.scratch, it.e.enc[f])
+		}
+		pt.off[f] = len(fl.all[f])
+		fl.all[f] = append(fl.all[f], enc.Batch(f, r.name, fl.scratch)...)
+		pt.end[f] = len(fl.all[f])
+	}
+	clear(fl.scratch)
+	fl.parts = append(fl.parts, pt)
+	fl.minMsg = min(fl.minMsg, pt.evn)
+	fl.msgs += pt.msgs
+	r.hub.Stats.Batches.Add(1)
+}
+
+func (r *Room) addPresence(enc *proto.Encoder, formats proto.Format, p *presItem) {
+	fl := &r.fl
+	pt := part{evn: p.evn, pres: true}
+	ev := proto.Presence{T: proto.TPresence, Room: r.name, Count: p.count, Joins: p.joins, Leaves: p.leaves}
+	for f := proto.Format(0); f < formats; f++ {
+		b, err := enc.Frame(f, &ev)
+		if err != nil {
+			continue // plain strings and ints always encode
+		}
+		pt.off[f] = len(fl.all[f])
+		fl.all[f] = append(fl.all[f], b...)
+		pt.end[f] = len(fl.all[f])
+	}
+	fl.parts = append(fl.parts, pt)
+	fl.minPres = min(fl.minPres, pt.evn)
+}
+
+// Run writes the flight to this loop's members. It runs on the loop.
+func (lr *loopRoom) Run(context.Context) error {
+	r := lr.room
+	fl := &r.fl
+	var deliveries, writes int64
+	for _, ms := range lr.members {
+		d, w := ms.deliver(fl)
+		deliveries += d
+		writes += w
+	}
+	r.hub.Stats.Deliveries.Add(deliveries)
+	r.hub.Stats.Writes.Add(writes)
+	r.taskDone()
+	return nil
+}
+
+// deliver writes the frames of fl that the member has not seen yet: usually
+// all of them, in one write.
+func (ms *Membership) deliver(fl *flight) (deliveries, writes int64) {
+	all := fl.all[ms.format]
+	if ms.joinDisp < fl.minMsg && ms.joinPres < fl.minPres {
+		ms.m.Deliver(all)
+		return fl.msgs, 1
+	}
+	for i := range fl.parts {
+		p := &fl.parts[i]
+		seen := ms.joinDisp
+		if p.pres {
+			seen = ms.joinPres
+		}
+		if p.evn <= seen {
+			continue
+		}
+		ms.m.Deliver(all[p.off[ms.format]:p.end[ms.format]])
+		deliveries += p.msgs
+		writes++
+	}
+	return deliveries, writes
+}

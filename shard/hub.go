@@ -1,0 +1,255 @@
+// Package shard holds rooms: the per-room sequencer, the history ring,
+// presence, membership split per event loop, and the batched fan-out engine.
+//
+// A room's members are kept per event loop. Each loop's list is owned by
+// that loop's goroutine: members join and leave on their own loop, and each
+// flush of the room hands every loop that holds members one task that writes
+// the same pre-encoded frame bytes to its members. The room's mutex guards
+// only the sequencer, history, presence and the pending queue; it is never
+// held while writing to members.
+package shard
+
+import (
+	"context"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/roomcast/roomcast/relay/proto"
+)
+
+// Member is one connection joined to a room. Deliver is called only on the
+// member's own event loop, with bytes that stay valid only for the call.
+type Member interface {
+	Deliver(frame []byte)
+}
+
+// Runnable is a task run on an event loop (gnet.Runnable has the same shape).
+type Runnable interface {
+	Run(ctx context.Context) error
+}
+
+// Loop is one event loop. Execute may be called from any goroutine; it runs
+// r later on the loop's goroutine, in the order of calls.
+type Loop interface {
+	Execute(r Runnable) error
+}
+
+// Policy is what a room's namespace allows. The zero value of each field is
+// replaced by the default noted.
+type Policy struct {
+	History       int  // messages kept; zero means 100, negative means none
+	NoAnonRead    bool // anonymous viewers may not join
+	MemberListMax int  // list members while count <= this; zero means 100, negative never
+	MaxMembers    int  // room_full past this many connections; zero means no limit
+}
+
+func (p Policy) history() int {
+	switch {
+	case p.History == 0:
+		return 100
+	case p.History < 0:
+		return 0
+	}
+	return p.History
+}
+
+func (p Policy) memberListMax() int {
+	if p.MemberListMax == 0 {
+		return 100
+	}
+	return p.MemberListMax
+}
+
+// Bus connects the sequencers of several relay nodes. With a Bus, every
+// message this node sequences is handed to Publish (outside any lock, in seq
+// order per room); messages sequenced by another node enter through
+// Hub.Ingest. A nil Bus is a single node with everything in memory.
+type Bus interface {
+	Publish(room string, m *proto.Message)
+}
+
+// Config configures a Hub. Zero values are replaced by the defaults noted.
+type Config struct {
+	Loops            int                       // number of event loops; zero means 1
+	Policy           func(ns string) Policy    // policy of a namespace; nil means the zero Policy everywhere
+	MaxBatchMsgs     int                       // messages per batch frame; zero means 256
+	MaxBatchBytes    int                       // encoded bytes per flush; zero means 64 KiB
+	PresenceInterval time.Duration             // count-only presence of big rooms at most this often; zero means 1s
+	EmptyRoomTTL     time.Duration             // an empty room (and its history) is dropped after this; zero means 10m
+	Bus              Bus                       // nil means single node
+	Now              func() time.Time          // clock; nil means time.Now
+	OnFlush          func(msgs, members int64) // called after each loop task; nil means none
+}
+
+// Stats are cumulative counters, safe to read from any goroutine.
+type Stats struct {
+	Rooms      atomic.Int64 // rooms existing now
+	Members    atomic.Int64 // memberships now
+	Messages   atomic.Int64 // messages sequenced
+	Batches    atomic.Int64 // batch frames built
+	Flushes    atomic.Int64 // flushes dispatched
+	Deliveries atomic.Int64 // message deliveries written to members (a batch of n to m members counts n*m)
+	Writes     atomic.Int64 // writes to members
+}
+
+const numShards = 64
+
+// Hub owns every room of this node.
+type Hub struct {
+	cfg    Config
+	seed   maphash.Seed
+	shards [numShards]roomShard
+	Stats  Stats
+	encs   sync.Pool // *proto.Encoder
+
+	presMu    sync.Mutex
+	presDirty map[*Room]struct{}
+
+	stop chan struct{}
+	done sync.WaitGroup
+}
+
+type roomShard struct {
+	mu    sync.Mutex
+	rooms map[string]*Room
+}
+
+// NewHub returns a Hub and starts its housekeeping goroutine (stop it with
+// Close).
+func NewHub(cfg Config) *Hub {
+	if cfg.Loops <= 0 {
+		cfg.Loops = 1
+	}
+	if cfg.Policy == nil {
+		cfg.Policy = func(string) Policy { return Policy{} }
+	}
+	if cfg.MaxBatchMsgs <= 0 {
+		cfg.MaxBatchMsgs = 256
+	}
+	if cfg.MaxBatchBytes <= 0 {
+		cfg.MaxBatchBytes = 64 << 10
+	}
+	if cfg.PresenceInterval <= 0 {
+		cfg.PresenceInterval = time.Second
+	}
+	if cfg.EmptyRoomTTL <= 0 {
+		cfg.EmptyRoomTTL = 10 * time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	h := &Hub{cfg: cfg, seed: maphash.MakeSeed(), presDirty: map[*Room]struct{}{}, stop: make(chan struct{})}
+	h.encs.New = func() any { return proto.NewEncoder() }
+	for i := range h.shards {
+		h.shards[i].rooms = map[string]*Room{}
+	}
+	h.done.Add(1)
+	go h.housekeep()
+	return h
+}
+
+// Close stops the housekeeping goroutine.
+func (h *Hub) Close() {
+	close(h.stop)
+	h.done.Wait()
+}
+
+func (h *Hub) shard(name string) *roomShard {
+	return &h.shards[maphash.String(h.seed, name)%numShards]
+}
+
+// Room returns the room called name, creating it if needed. Any goroutine.
+func (h *Hub) Room(name string) *Room {
+	s := h.shard(name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.rooms[name]
+	if r == nil {
+		r = newRoom(h, name)
+		s.rooms[name] = r
+		h.Stats.Rooms.Add(1)
+	}
+	return r
+}
+
+// Lookup returns the room called name, or nil. Any goroutine.
+func (h *Hub) Lookup(name string) *Room {
+	s := h.shard(name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rooms[name]
+}
+
+// Rooms calls fn for every room whose name starts with prefix. Any goroutine.
+func (h *Hub) Rooms(prefix string, fn func(*Room)) {
+	for i := range h.shards {
+		s := &h.shards[i]
+		s.mu.Lock()
+		list := make([]*Room, 0, len(s.rooms))
+		for name, r := range s.rooms {
+			if len(name) >= len(prefix) && name[:len(prefix)] == prefix {
+				list = append(list, r)
+			}
+		}
+		s.mu.Unlock()
+		for _, r := range list {
+			fn(r)
+		}
+	}
+}
+
+func (h *Hub) getEncoder() *proto.Encoder  { return h.encs.Get().(*proto.Encoder) }
+func (h *Hub) putEncoder(e *proto.Encoder) { h.encs.Put(e) }
+
+func (h *Hub) markPresence(r *Room) {
+	h.presMu.Lock()
+	h.presDirty[r] = struct{}{}
+	h.presMu.Unlock()
+}
+
+// housekeep sends the count-only presence of big rooms and drops rooms that
+// stayed empty for EmptyRoomTTL.
+func (h *Hub) housekeep() {
+	defer h.done.Done()
+	pres := time.NewTicker(h.cfg.PresenceInterval)
+	defer pres.Stop()
+	reap := time.NewTicker(min(h.cfg.EmptyRoomTTL/4, time.Minute))
+	defer reap.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-pres.C:
+			h.flushPresence()
+		case <-reap.C:
+			h.reap()
+		}
+	}
+}
+
+func (h *Hub) flushPresence() {
+	h.presMu.Lock()
+	dirty := h.presDirty
+	h.presDirty = map[*Room]struct{}{}
+	h.presMu.Unlock()
+	for r := range dirty {
+		r.countPresence()
+	}
+}
+
+func (h *Hub) reap() {
+	cutoff := h.cfg.Now().Add(-h.cfg.EmptyRoomTTL)
+	for i := range h.shards {
+		s := &h.shards[i]
+		s.mu.Lock()
+		for name, r := range s.rooms {
+			if r.reapable(cutoff) {
+				delete(s.rooms, name)
+				h.Stats.Rooms.Add(-1)
+			}
+		}
+		s.mu.Unlock()
+	}
+}

@@ -1,0 +1,500 @@
+package shard
+
+import (
+	"errors"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/roomcast/roomcast/relay/proto"
+)
+
+// Join errors.
+var (
+	ErrRoomFull  = errors.New("shard: room is full")
+	ErrNoAnon    = errors.New("shard: room does not allow anonymous viewers")
+	errRoomGone  = errors.New("shard: room was dropped")
+	errTooLarge  = errors.New("shard: message does not fit a batch")
+	maxEvn       = uint64(math.MaxUint64)
+	emptyHistory = [][]byte{}
+)
+
+// Room is one chat room: its sequencer, history and members.
+//
+// Every event of a room (a message, a presence change) gets the next event
+// number (evn). A flush hands the loops the pending events in order; the room
+// remembers the evn of the last message handed out as dispEvn. A joiner's
+// history ends there, so it records dispEvn and skips batches at or below it;
+// its member list is the present one, so it records the current evn and skips
+// presence events at or below that. What it must not see twice is already in
+// its joined reply, and everything after reaches it.
+type Room struct {
+	hub     *Hub
+	name    string
+	policy  Policy
+	histCap int
+	listMax int
+
+	mu         sync.Mutex
+	dead       bool       // dropped from the hub; callers fetch a new room
+	seq        uint64     // last seq given out
+	evn        uint64     // last event number given out
+	dispSeq    uint64     // last seq handed to the loops
+	dispEvn    uint64     // evn of the last message handed to the loops
+	ring       []*entry   // history, oldest at ring[head]
+	head       int        //
+	pending    []item     // events not yet handed to the loops
+	open       *presItem  // the pending presence event that may still take leaves
+	inFlight   bool       // a flush is being written by the loops
+	count      int        // connections joined
+	jsonCount  int        // of which use the JSON format
+	users      map[string]*user
+	emptySince time.Time
+	countDirty bool // a count change awaits the periodic presence
+
+	fl        flight       // the flush in flight: written by the flusher, read by the loop tasks
+	remaining atomic.Int32 // loop tasks of the flush in flight not yet done
+	loops     []loopRoom   // indexed by event loop
+}
+
+type user struct {
+	name  string
+	conns int
+}
+
+// entry is one sequenced message, encoded once per format in use.
+type entry struct {
+	msg proto.Message
+	enc [proto.NumFormats][]byte
+	evn uint64
+}
+
+// presItem is one presence event not yet written.
+type presItem struct {
+	evn    uint64
+	count  int
+	joins  []proto.Member
+	leaves []string
+}
+
+// item is a pending event: a message or a presence event.
+type item struct {
+	e *entry
+	p *presItem
+}
+
+// loopRoom is the part of a room held by one event loop.
+type loopRoom struct {
+	room    *Room
+	loop    Loop          // set on the first join from this loop; guarded by room.mu
+	count   int           // members on this loop; guarded by room.mu
+	members []*Membership // owned by the loop's goroutine
+}
+
+// Membership is one connection's place in a room. It is created and ended on
+// the member's event loop.
+type Membership struct {
+	room     *Room
+	lr       *loopRoom
+	m        Member
+	format   proto.Format
+	user     string
+	anon     bool
+	idx      int    // position in lr.members; owned by the loop
+	joinDisp uint64 // skip messages with evn <= this; owned by the loop
+	joinPres uint64 // skip presence with evn <= this; owned by the loop
+}
+
+// Room returns the room of the membership.
+func (ms *Membership) Room() *Room { return ms.room }
+
+func newRoom(h *Hub, name string) *Room {
+	p := h.cfg.Policy(proto.Namespace(name))
+	r := &Room{hub: h, name: name, policy: p, histCap: p.history(), listMax: p.memberListMax(),
+		users: map[string]*user{}, emptySince: h.cfg.Now(), loops: make([]loopRoom, h.cfg.Loops)}
+	for i := range r.loops {
+		r.loops[i].room = r
+	}
+	return r
+}
+
+// Name returns the room's name.
+func (r *Room) Name() string { return r.name }
+
+// Info is a snapshot of a room for the admin API.
+type Info struct {
+	Room    string
+	Count   int
+	Seq     uint64
+	Members []proto.Member // nil unless the room lists members
+}
+
+// Info returns a snapshot of the room. Any goroutine.
+func (r *Room) Info() Info {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return Info{Room: r.name, Count: r.count, Seq: r.seq, Members: r.membersLocked()}
+}
+
+// JoinRequest describes a connection joining a room.
+type JoinRequest struct {
+	LoopIndex int          // index of the member's event loop, below Config.Loops
+	Loop      Loop         // that loop
+	Member    Member       // receives the room's frames on that loop
+	Format    proto.Format // the member's wire format
+	User      string       // user id
+	Name      string       // display name
+	Anon      bool         // an anonymous viewer: counted, never listed
+	Since     uint64       // resume after this seq, if HasSince
+	HasSince  bool
+	History   int // recent messages wanted without Since; negative means all kept
+}
+
+// JoinResult is what the joined reply carries.
+type JoinResult struct {
+	Seq     uint64
+	History [][]byte // messages in the member's format, oldest first
+	Gap     bool
+	Count   int
+	Members []proto.Member // nil unless the room lists members
+}
+
+// Join adds a member to the room called name. Call it on the member's loop.
+func (h *Hub) Join(name string, req *JoinRequest) (*Membership, JoinResult, error) {
+	for {
+		ms, res, err := h.Room(name).join(req)
+		if err != errRoomGone {
+			return ms, res, err
+		}
+	}
+}
+
+func (r *Room) join(req *JoinRequest) (*Membership, JoinResult, error) {
+	r.mu.Lock()
+	if err := r.admitLocked(req); err != nil {
+		r.mu.Unlock()
+		return nil, JoinResult{}, err
+	}
+	lr := &r.loops[req.LoopIndex]
+	if lr.loop == nil {
+		lr.loop = req.Loop
+	}
+	ms := &Membership{room: r, lr: lr, m: req.Member, format: req.Format, user: req.User, anon: req.Anon, idx: len(lr.members)}
+	lr.members = append(lr.members, ms)
+	lr.count++
+	r.count++
+	r.hub.Stats.Members.Add(1)
+	if req.Format == proto.JSON {
+		r.jsonCount++
+		if r.jsonCount == 1 {
+			r.encodeJSONLocked()
+		}
+	}
+	newUser := false
+	if !req.Anon {
+		u := r.users[req.User]
+		if u == nil {
+			u = &user{name: req.Name}
+			r.users[req.User] = u
+			newUser = true
+		}
+		u.conns++
+	}
+	if newUser {
+		r.presenceLocked(&proto.Member{ID: req.User, Name: req.Name}, "")
+	} else {
+		r.presenceLocked(nil, "")
+	}
+	r.open = nil // the joiner skips every presence event up to its own join
+	res := r.resultLocked(ms, req)
+	kick := r.kickLocked()
+	r.mu.Unlock()
+	if kick {
+		r.flush()
+	}
+	return ms, res, nil
+}
+
+func (r *Room) admitLocked(req *JoinRequest) error {
+	switch {
+	case r.dead:
+		return errRoomGone
+	case req.Anon && r.policy.NoAnonRead:
+		return ErrNoAnon
+	case r.policy.MaxMembers > 0 && r.count >= r.policy.MaxMembers:
+		return ErrRoomFull
+	}
+	return nil
+}
+
+// Rejoin answers a repeated join of a member: a fresh history from since,
+// with no change to presence. Call it on the member's loop.
+func (ms *Membership) Rejoin(req *JoinRequest) JoinResult {
+	r := ms.room
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.resultLocked(ms, req)
+}
+
+func (r *Room) resultLocked(ms *Membership, req *JoinRequest) JoinResult {
+	ms.joinDisp, ms.joinPres = r.dispEvn, r.evn
+	hist, gap := r.historyLocked(ms.format, req)
+	return JoinResult{Seq: r.dispSeq, History: hist, Gap: gap, Count: r.count, Members: r.membersLocked()}
+}
+
+func (r *Room) membersLocked() []proto.Member {
+	if r.listMax < 0 || r.count > r.listMax {
+		return nil
+	}
+	out := make([]proto.Member, 0, len(r.users))
+	for id, u := range r.users {
+		out = append(out, proto.Member{ID: id, Name: u.name})
+	}
+	return out
+}
+
+// historyLocked returns the kept messages the joiner asked for, up to the
+// last dispatched seq (later ones reach it through the flush).
+func (r *Room) historyLocked(f proto.Format, req *JoinRequest) ([][]byte, bool) {
+	n := r.historyLenLocked()
+	want, gap := req.History, false
+	if req.HasSince {
+		oldest := r.dispSeq + 1 // with nothing kept, everything after since aged out
+		if n > 0 {
+			oldest = r.at(0).msg.Seq
+		}
+		switch {
+		case req.Since > r.seq || req.Since+1 < oldest:
+			gap = true // the room restarted, or messages aged out: the latest ones
+		case req.Since >= r.dispSeq:
+			return emptyHistory, false
+		default:
+			want = int(r.dispSeq - req.Since)
+		}
+	}
+	if want < 0 || want > n {
+		want = n
+	}
+	out := make([][]byte, 0, want)
+	for i := n - want; i < n; i++ {
+		out = append(out, r.at(i).enc[f])
+	}
+	return out, gap
+}
+
+// historyLenLocked is the number of kept messages already dispatched.
+func (r *Room) historyLenLocked() int {
+	n := len(r.ring)
+	for n > 0 && r.at(n-1).msg.Seq > r.dispSeq {
+		n--
+	}
+	return n
+}
+
+func (r *Room) at(i int) *entry {
+	return r.ring[(r.head+i)%len(r.ring)]
+}
+
+// Leave removes the member from its room. Call it on the member's loop.
+func (ms *Membership) Leave() {
+	r, lr := ms.room, ms.lr
+	last := lr.members[len(lr.members)-1]
+	lr.members[ms.idx] = last
+	last.idx = ms.idx
+	lr.members[len(lr.members)-1] = nil
+	lr.members = lr.members[:len(lr.members)-1]
+
+	r.mu.Lock()
+	lr.count--
+	r.count--
+	r.hub.Stats.Members.Add(-1)
+	if ms.format == proto.JSON {
+		r.jsonCount--
+	}
+	gone := ""
+	if u := r.users[ms.user]; !ms.anon && u != nil {
+		if u.conns--; u.conns == 0 {
+			delete(r.users, ms.user)
+			gone = ms.user
+		}
+	}
+	r.presenceLocked(nil, gone)
+	if r.count == 0 {
+		r.emptySince = r.hub.cfg.Now()
+	}
+	kick := r.kickLocked()
+	r.mu.Unlock()
+	if kick {
+		r.flush()
+	}
+}
+
+// presenceLocked records a presence change. Rooms that list members get an
+// event per change (leaves coalesce into the open event); bigger rooms get a
+// count from the housekeeper at most once per PresenceInterval.
+func (r *Room) presenceLocked(joined *proto.Member, left string) {
+	r.evn++
+	if r.listMax < 0 || r.count > r.listMax {
+		if !r.countDirty {
+			r.countDirty = true
+			r.hub.markPresence(r)
+		}
+		return
+	}
+	p := r.open
+	if p == nil || joined != nil {
+		p = &presItem{}
+		r.pending = append(r.pending, item{p: p})
+		r.open = p
+	}
+	p.evn, p.count = r.evn, r.count
+	if joined != nil {
+		p.joins = append(p.joins, *joined)
+	}
+	if left != "" {
+		p.leaves = append(p.leaves, left)
+	}
+}
+
+// countPresence sends a big room's current count (housekeeper).
+func (r *Room) countPresence() {
+	r.mu.Lock()
+	r.countDirty = false
+	r.evn++
+	r.pending = append(r.pending, item{p: &presItem{evn: r.evn, count: r.count}})
+	r.open = nil
+	kick := r.kickLocked()
+	r.mu.Unlock()
+	if kick {
+		r.flush()
+	}
+}
+
+func (r *Room) reapable(cutoff time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.count > 0 || r.inFlight || len(r.pending) > 0 || r.emptySince.After(cutoff) {
+		return false
+	}
+	r.dead = true
+	return true
+}
+
+// Message is a message to publish.
+type Message struct {
+	From   string
+	Name   string
+	Body   string
+	Badges []string
+	Meta   map[string]string
+}
+
+// Publish sequences a message in the room called name and queues it for
+// every member. It returns the message's seq. Any goroutine.
+func (h *Hub) Publish(name string, m *Message) (uint64, error) {
+	for {
+		seq, err := h.Room(name).publish(m)
+		if err != errRoomGone {
+			return seq, err
+		}
+	}
+}
+
+func (r *Room) publish(m *Message) (uint64, error) {
+	r.mu.Lock()
+	if r.dead {
+		r.mu.Unlock()
+		return 0, errRoomGone
+	}
+	msg := proto.Message{Seq: r.seq + 1, TS: r.hub.cfg.Now().UnixMilli(), From: m.From, Name: m.Name,
+		Body: m.Body, Badges: m.Badges, Meta: m.Meta}
+	err := r.sequenceLocked(&msg)
+	kick := err == nil && r.kickLocked()
+	r.mu.Unlock()
+	if kick {
+		r.flush()
+	}
+	return msg.Seq, err
+}
+
+// Ingest adds a message sequenced by another node (through the Bus). Older
+// or repeated seqs are ignored. Any goroutine.
+func (h *Hub) Ingest(name string, m proto.Message) {
+	r := h.Room(name)
+	r.mu.Lock()
+	var kick bool
+	if !r.dead && m.Seq > r.seq {
+		r.seq = m.Seq - 1
+		kick = r.sequenceLocked(&m) == nil && r.kickLocked()
+	}
+	r.mu.Unlock()
+	if kick {
+		r.flush()
+	}
+}
+
+func (r *Room) sequenceLocked(msg *proto.Message) error {
+	e := &entry{msg: *msg}
+	enc := r.hub.getEncoder()
+	defer r.hub.putEncoder(enc)
+	if err := r.encodeLocked(enc, e, proto.Msgpack); err != nil {
+		return err
+	}
+	if r.jsonCount > 0 {
+		if err := r.encodeLocked(enc, e, proto.JSON); err != nil {
+			return err
+		}
+	}
+	if len(e.enc[proto.Msgpack]) > r.hub.cfg.MaxBatchBytes {
+		return errTooLarge
+	}
+	r.seq = msg.Seq
+	r.evn++
+	e.evn = r.evn
+	r.hub.Stats.Messages.Add(1)
+	r.keepLocked(e)
+	r.pending = append(r.pending, item{e: e})
+	if r.hub.cfg.Bus != nil && msg.From != "" {
+		r.hub.cfg.Bus.Publish(r.name, msg)
+	}
+	return nil
+}
+
+func (r *Room) encodeLocked(enc *proto.Encoder, e *entry, f proto.Format) error {
+	b, err := enc.Payload(f, &e.msg)
+	if err != nil {
+		return err
+	}
+	e.enc[f] = append([]byte(nil), b...)
+	return nil
+}
+
+// keepLocked appends e to the history ring.
+func (r *Room) keepLocked(e *entry) {
+	switch {
+	case r.histCap == 0:
+	case len(r.ring) < r.histCap:
+		r.ring = append(r.ring, e)
+	default:
+		r.ring[r.head] = e
+		r.head = (r.head + 1) % len(r.ring)
+	}
+}
+
+// encodeJSONLocked encodes in JSON every kept or pending message that is not
+// yet, when the room's first JSON member joins.
+func (r *Room) encodeJSONLocked() {
+	enc := r.hub.getEncoder()
+	defer r.hub.putEncoder(enc)
+	for _, e := range r.ring {
+		if e.enc[proto.JSON] == nil {
+			_ = r.encodeLocked(enc, e, proto.JSON) // it encoded as msgpack, so it encodes as JSON
+		}
+	}
+	for _, it := range r.pending {
+		if it.e != nil && it.e.enc[proto.JSON] == nil {
+			_ = r.encodeLocked(enc, it.e, proto.JSON)
+		}
+	}
+}
