@@ -36,7 +36,7 @@ type Config struct {
 }
 
 const (
-	maxRequestHeader = 8 << 10         // bytes of an HTTP upgrade request
+	maxRequestHeader = 8 << 10          // bytes of an HTTP upgrade request
 	handshakeTimeout = 10 * time.Second // to send a whole upgrade request
 	closeLinger      = 2 * time.Second  // to wait for the peer's FIN after our close frame
 	maxMetaEntries   = 16               // entries of a message's meta

@@ -30,7 +30,7 @@ type loop struct {
 	dec      *proto.Decoder
 	enc      *proto.Encoder
 	cmd      proto.Command
-	scratch  []byte // for control frames
+	scratch  []byte  // for control frames
 	up       upgrade // the handshake being parsed
 }
 

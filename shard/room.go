@@ -37,18 +37,18 @@ type Room struct {
 	listMax int
 
 	mu         sync.Mutex
-	dead       bool       // dropped from the hub; callers fetch a new room
-	seq        uint64     // last seq given out
-	evn        uint64     // last event number given out
-	dispSeq    uint64     // last seq handed to the loops
-	dispEvn    uint64     // evn of the last message handed to the loops
-	ring       []*entry   // history, oldest at ring[head]
-	head       int        //
-	pending    []item     // events not yet handed to the loops
-	open       *presItem  // the pending presence event that may still take leaves
-	inFlight   bool       // a flush is being written by the loops
-	count      int        // connections joined
-	jsonCount  int        // of which use the JSON format
+	dead       bool      // dropped from the hub; callers fetch a new room
+	seq        uint64    // last seq given out
+	evn        uint64    // last event number given out
+	dispSeq    uint64    // last seq handed to the loops
+	dispEvn    uint64    // evn of the last message handed to the loops
+	ring       []*entry  // history, oldest at ring[head]
+	head       int       //
+	pending    []item    // events not yet handed to the loops
+	open       *presItem // the pending presence event that may still take leaves
+	inFlight   bool      // a flush is being written by the loops
+	count      int       // connections joined
+	jsonCount  int       // of which use the JSON format
 	users      map[string]*user
 	emptySince time.Time
 	countDirty bool // a count change awaits the periodic presence
