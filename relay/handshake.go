@@ -123,6 +123,9 @@ func (s *session) handshake(buf []byte) int {
 	u.reset(buf[:n])
 	_, err := u.up.Upgrade(u)
 	s.write(u.out.Bytes())
+	if s.state != stateHTTP { // the write failed and gnet closed the connection
+		return len(buf)
+	}
 	if err != nil {
 		s.srv.metrics.handshakeFail(u.failReason())
 		s.abort()

@@ -17,6 +17,7 @@ import (
 	"github.com/gobwas/ws/wsutil"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/roomcast/roomcast/relay"
@@ -286,7 +287,7 @@ func metricsOf(t testing.TB, srv *relay.Server) map[string]float64 {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var p expfmt.TextParser
+	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(resp.Body)
 	if err != nil {
 		t.Fatal(err)
@@ -323,3 +324,5 @@ func eventually(t testing.TB, what string, cond func() bool) {
 	}
 	t.Fatalf("timed out waiting for %s", what)
 }
+
+func newReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }

@@ -202,10 +202,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	close(s.quit)
 	s.bg.Wait()
-	stopCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := s.eng.Stop(stopCtx)
-	<-s.stopped
+	// eng.Stop polls every 500ms; gnet.Run returning is the earlier sign.
+	go func() { _ = s.eng.Stop(stopCtx) }()
+	var err error
+	select {
+	case err = <-s.stopped:
+	case <-stopCtx.Done():
+		err = fmt.Errorf("relay: event loops did not stop: %w", stopCtx.Err())
+	}
 	s.hub.Close()
 	if s.admin != nil {
 		_ = s.admin.Shutdown(stopCtx)

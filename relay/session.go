@@ -16,6 +16,7 @@ const (
 	stateHTTP    sessionState = iota // reading the upgrade request
 	stateOpen                        // a WebSocket
 	stateClosing                     // close frame sent; input is discarded until the peer goes
+	stateClosed                      // OnClose ran (gnet may close at once when a write fails)
 )
 
 // session is one connection. It is created in OnOpen and lives on the event
@@ -32,7 +33,7 @@ type session struct {
 
 	// Owned by the event loop.
 	state        sessionState
-	lastRecv     time.Time // coarse (loop clock): any bytes received
+	lastRecv     time.Time // any bytes received
 	lastPing     time.Time
 	closingSince time.Time
 	rooms        map[string]*shard.Membership
@@ -62,10 +63,11 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	if !ok {
 		return gnet.None
 	}
-	for _, ms := range ss.rooms {
+	ss.state = stateClosed
+	for name, ms := range ss.rooms {
+		delete(ss.rooms, name)
 		ms.Leave()
 	}
-	ss.rooms = nil
 	if ss.id != nil {
 		s.metrics.open(ss.id.anon).Dec()
 	}
@@ -80,7 +82,7 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	ss := c.Context().(*session)
 	buf, _ := c.Peek(-1)
-	ss.lastRecv = ss.loop.now
+	ss.lastRecv = time.Now()
 	ss.loop.bytesIn.Add(int64(len(buf)))
 	used := 0
 	if ss.state == stateHTTP {
@@ -89,7 +91,7 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	if ss.state == stateOpen {
 		used += ss.frames(buf[used:])
 	}
-	if ss.state == stateClosing {
+	if ss.state >= stateClosing {
 		used = len(buf) // discard whatever else comes
 	}
 	if used > 0 { // Discard(0) would discard everything
@@ -143,7 +145,7 @@ func (s *session) Deliver(frame []byte) {
 // out we shut down our side and wait (up to closeLinger) for the peer's FIN,
 // so the frame is read before the socket goes, rather than lost to a reset.
 func (s *session) close(code proto.CloseCode, reason string) {
-	if s.state == stateClosing {
+	if s.state >= stateClosing {
 		return
 	}
 	s.state = stateClosing

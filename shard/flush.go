@@ -177,10 +177,16 @@ func (lr *loopRoom) Run(context.Context) error {
 	r := lr.room
 	fl := &r.fl
 	var deliveries, writes int64
-	for _, ms := range lr.members {
+	// A failed write may close the member at once, and its Leave then
+	// moves the last member into its place: visit that place again.
+	for i := 0; i < len(lr.members); i++ {
+		ms := lr.members[i]
 		d, w := ms.deliver(fl)
 		deliveries += d
 		writes += w
+		if i < len(lr.members) && lr.members[i] != ms {
+			i--
+		}
 	}
 	r.hub.Stats.Deliveries.Add(deliveries)
 	r.hub.Stats.Writes.Add(writes)

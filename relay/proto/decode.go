@@ -257,12 +257,11 @@ func decodeJSON(b []byte, cmd *Command) error {
 	var jc jsonCommand
 	err := json.Unmarshal(b, &jc)
 	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &te):
-		return &FieldError{Field: te.Field, Want: "a " + te.Type.String()}
-	case err != nil:
+	if err != nil && !errors.As(err, &te) {
 		return ErrMalformed
 	}
+	// On a type error the other fields are decoded still, so that the
+	// bad_request reply can carry the ref.
 	*cmd = Command{T: jc.T, Ref: jc.Ref, Room: jc.Room, Body: jc.Body, Meta: jc.Meta,
 		Action: jc.Action, User: jc.User, Secs: int64(min(jc.Secs, 1<<40)), Seq: jc.Seq}
 	if jc.Since != nil {
@@ -270,6 +269,9 @@ func decodeJSON(b []byte, cmd *Command) error {
 	}
 	if jc.History != nil {
 		cmd.History, cmd.HasHistory = int(min(*jc.History, 1<<30)), true
+	}
+	if te != nil {
+		return &FieldError{Field: te.Field, Want: "a " + te.Type.String()}
 	}
 	return nil
 }
