@@ -39,6 +39,7 @@ const (
 	maxRequestHeader = 8 << 10          // bytes of an HTTP upgrade request
 	handshakeTimeout = 10 * time.Second // to send a whole upgrade request
 	closeLinger      = 2 * time.Second  // to wait for the peer's FIN after our close frame
+	drainLimit       = 10 * time.Second // Shutdown waits no longer for clients to go
 	maxMetaEntries   = 16               // entries of a message's meta
 	maxMetaChars     = 256              // characters of a meta key or value
 )

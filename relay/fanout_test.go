@@ -346,8 +346,10 @@ func TestFanoutAllocsDoNotGrowWithMembers(t *testing.T) {
 				if _, err := srv.Hub().Publish(room, &shard.Message{From: "bot", Body: "hello"}); err != nil {
 					t.Fatal(err)
 				}
-				for st.Deliveries.Load() < want-int64((n-i-1)*members) {
-					runtime.Gosched()
+				for deadline := time.Now().Add(10 * time.Second); st.Deliveries.Load() < want-int64((n-i-1)*members); runtime.Gosched() {
+					if time.Now().After(deadline) {
+						t.Fatalf("message %d not delivered to all %d members", i, members)
+					}
 				}
 			}
 		}

@@ -238,7 +238,11 @@ func TestCloseCodes(t *testing.T) {
 			return w.Bytes()
 		}, 1002},
 		{"bad opcode", false, func() []byte { var w bytes.Buffer; writeMasked(&w, 3, true, nil); return w.Bytes() }, 1002},
-		{"continuation first", false, func() []byte { var w bytes.Buffer; writeMasked(&w, ws.OpContinuation, true, []byte{1}); return w.Bytes() }, 1002},
+		{"continuation first", false, func() []byte {
+			var w bytes.Buffer
+			writeMasked(&w, ws.OpContinuation, true, []byte{1})
+			return w.Bytes()
+		}, 1002},
 		{"fragmented ping", false, func() []byte { var w bytes.Buffer; writeMasked(&w, ws.OpPing, false, nil); return w.Bytes() }, 1002},
 		{"interleaved message", false, func() []byte {
 			var w bytes.Buffer
@@ -246,12 +250,24 @@ func TestCloseCodes(t *testing.T) {
 			writeMasked(&w, ws.OpBinary, true, []byte{0x81})
 			return w.Bytes()
 		}, 1002},
-		{"text not UTF-8", true, func() []byte { var w bytes.Buffer; writeMasked(&w, ws.OpText, true, []byte("{\"t\":\"\xff\"}")); return w.Bytes() }, 1007},
-		{"msgpack garbage", false, func() []byte { var w bytes.Buffer; writeMasked(&w, ws.OpBinary, true, []byte{0xc1, 0x00}); return w.Bytes() }, 1007},
+		{"text not UTF-8", true, func() []byte {
+			var w bytes.Buffer
+			writeMasked(&w, ws.OpText, true, []byte("{\"t\":\"\xff\"}"))
+			return w.Bytes()
+		}, 1007},
+		{"msgpack garbage", false, func() []byte {
+			var w bytes.Buffer
+			writeMasked(&w, ws.OpBinary, true, []byte{0xc1, 0x00})
+			return w.Bytes()
+		}, 1007},
 		{"msgpack not a map", false, func() []byte { var w bytes.Buffer; writeMasked(&w, ws.OpBinary, true, mp(nil)[:0]); return w.Bytes() }, 1007},
 		{"JSON garbage", true, func() []byte { var w bytes.Buffer; writeMasked(&w, ws.OpText, true, []byte("{t:")); return w.Bytes() }, 1007},
 		{"body not UTF-8", false, func() []byte { var w bytes.Buffer; writeMasked(&w, ws.OpBinary, true, badUTF8); return w.Bytes() }, 1007},
-		{"frame too large", false, func() []byte { var w bytes.Buffer; writeMasked(&w, ws.OpBinary, true, make([]byte, 1025)); return w.Bytes() }, 1009},
+		{"frame too large", false, func() []byte {
+			var w bytes.Buffer
+			writeMasked(&w, ws.OpBinary, true, make([]byte, 1025))
+			return w.Bytes()
+		}, 1009},
 		{"fragments too large", false, func() []byte {
 			var w bytes.Buffer
 			writeMasked(&w, ws.OpBinary, false, make([]byte, 600))

@@ -197,7 +197,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return errors.New("relay: already shut down")
 	}
 	s.eachLoop(func(l *loop) { _ = l.el.Execute(ctx, drainTask{l}) })
-	for s.conns.Load() > 0 && ctx.Err() == nil {
+	// Wait for the clients to go, until ctx is done and at most
+	// closeLinger after that (the loops then close whoever is left).
+	for end := time.Now().Add(drainLimit); s.conns.Load() > 0 && ctx.Err() == nil && time.Now().Before(end); {
 		time.Sleep(20 * time.Millisecond)
 	}
 	close(s.quit)

@@ -63,24 +63,25 @@ func (p Policy) memberListMax() int {
 }
 
 // Bus connects the sequencers of several relay nodes. With a Bus, every
-// message this node sequences is handed to Publish (outside any lock, in seq
-// order per room); messages sequenced by another node enter through
-// Hub.Ingest. A nil Bus is a single node with everything in memory.
+// message this node sequences is handed to Publish, in seq order per room,
+// with the room locked: Publish must not block (queue the message) and must
+// not call back into the Hub. Messages sequenced by another node enter
+// through Hub.Ingest and are not handed back. A nil Bus is a single node
+// with everything in memory.
 type Bus interface {
 	Publish(room string, m *proto.Message)
 }
 
 // Config configures a Hub. Zero values are replaced by the defaults noted.
 type Config struct {
-	Loops            int                       // number of event loops; zero means 1
-	Policy           func(ns string) Policy    // policy of a namespace; nil means the zero Policy everywhere
-	MaxBatchMsgs     int                       // messages per batch frame; zero means 256
-	MaxBatchBytes    int                       // encoded bytes per flush; zero means 64 KiB
-	PresenceInterval time.Duration             // count-only presence of big rooms at most this often; zero means 1s
-	EmptyRoomTTL     time.Duration             // an empty room (and its history) is dropped after this; zero means 10m
-	Bus              Bus                       // nil means single node
-	Now              func() time.Time          // clock; nil means time.Now
-	OnFlush          func(msgs, members int64) // called after each loop task; nil means none
+	Loops            int                    // number of event loops; zero means 1
+	Policy           func(ns string) Policy // policy of a namespace; nil means the zero Policy everywhere
+	MaxBatchMsgs     int                    // messages per batch frame; zero means 256
+	MaxBatchBytes    int                    // encoded bytes per flush; zero means 64 KiB
+	PresenceInterval time.Duration          // count-only presence of big rooms at most this often; zero means 1s
+	EmptyRoomTTL     time.Duration          // an empty room (and its history) is dropped after this; zero means 10m
+	Bus              Bus                    // nil means single node
+	Now              func() time.Time       // clock; nil means time.Now
 }
 
 // Stats are cumulative counters, safe to read from any goroutine.
@@ -215,7 +216,7 @@ func (h *Hub) housekeep() {
 	defer h.done.Done()
 	pres := time.NewTicker(h.cfg.PresenceInterval)
 	defer pres.Stop()
-	reap := time.NewTicker(min(h.cfg.EmptyRoomTTL/4, time.Minute))
+	reap := time.NewTicker(max(min(h.cfg.EmptyRoomTTL/4, time.Minute), time.Millisecond))
 	defer reap.Stop()
 	for {
 		select {

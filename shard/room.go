@@ -3,6 +3,7 @@ package shard
 import (
 	"errors"
 	"math"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -207,7 +208,8 @@ func (r *Room) join(req *JoinRequest) (*Membership, JoinResult, error) {
 		r.presenceLocked(nil, "")
 	}
 	r.open = nil // the joiner skips every presence event up to its own join
-	res := r.resultLocked(ms, req)
+	ms.joinDisp, ms.joinPres = r.dispEvn, r.evn
+	res := r.resultLocked(req.Format, req)
 	kick := r.kickLocked()
 	r.mu.Unlock()
 	if kick {
@@ -228,18 +230,19 @@ func (r *Room) admitLocked(req *JoinRequest) error {
 	return nil
 }
 
-// Rejoin answers a repeated join of a member: a fresh history from since,
-// with no change to presence. Call it on the member's loop.
+// Rejoin answers a repeated join of a member with the history it asks for,
+// and changes neither presence nor delivery: batches go on as before, so a
+// message may come both in this history and in a batch, and none is lost.
+// Call it on the member's loop.
 func (ms *Membership) Rejoin(req *JoinRequest) JoinResult {
 	r := ms.room
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.resultLocked(ms, req)
+	return r.resultLocked(ms.format, req)
 }
 
-func (r *Room) resultLocked(ms *Membership, req *JoinRequest) JoinResult {
-	ms.joinDisp, ms.joinPres = r.dispEvn, r.evn
-	hist, gap := r.historyLocked(ms.format, req)
+func (r *Room) resultLocked(f proto.Format, req *JoinRequest) JoinResult {
+	hist, gap := r.historyLocked(f, req)
 	return JoinResult{Seq: r.dispSeq, History: hist, Gap: gap, Count: r.count, Members: r.membersLocked()}
 }
 
@@ -267,10 +270,8 @@ func (r *Room) historyLocked(f proto.Format, req *JoinRequest) ([][]byte, bool) 
 		switch {
 		case req.Since > r.seq || req.Since+1 < oldest:
 			gap = true // the room restarted, or messages aged out: the latest ones
-		case req.Since >= r.dispSeq:
-			return emptyHistory, false
 		default:
-			want = int(r.dispSeq - req.Since)
+			want = n - r.keptAfterLocked(req.Since, n)
 		}
 	}
 	if want < 0 || want > n {
@@ -281,6 +282,12 @@ func (r *Room) historyLocked(f proto.Format, req *JoinRequest) ([][]byte, bool) 
 		out = append(out, r.at(i).enc[f])
 	}
 	return out, gap
+}
+
+// keptAfterLocked returns the index of the first of the n oldest kept
+// messages whose seq is above since (kept seqs ascend, not always by one).
+func (r *Room) keptAfterLocked(since uint64, n int) int {
+	return sort.Search(n, func(i int) bool { return r.at(i).msg.Seq > since })
 }
 
 // historyLenLocked is the number of kept messages already dispatched.
@@ -409,7 +416,7 @@ func (r *Room) publish(m *Message) (uint64, error) {
 	}
 	msg := proto.Message{Seq: r.seq + 1, TS: r.hub.cfg.Now().UnixMilli(), From: m.From, Name: m.Name,
 		Body: m.Body, Badges: m.Badges, Meta: m.Meta}
-	err := r.sequenceLocked(&msg)
+	err := r.sequenceLocked(&msg, true)
 	kick := err == nil && r.kickLocked()
 	r.mu.Unlock()
 	if kick {
@@ -421,20 +428,28 @@ func (r *Room) publish(m *Message) (uint64, error) {
 // Ingest adds a message sequenced by another node (through the Bus). Older
 // or repeated seqs are ignored. Any goroutine.
 func (h *Hub) Ingest(name string, m proto.Message) {
-	r := h.Room(name)
-	r.mu.Lock()
-	var kick bool
-	if !r.dead && m.Seq > r.seq {
-		r.seq = m.Seq - 1
-		kick = r.sequenceLocked(&m) == nil && r.kickLocked()
+	for !h.Room(name).ingest(&m) {
 	}
+}
+
+// ingest reports false if the room was dropped (the caller retries).
+func (r *Room) ingest(m *proto.Message) bool {
+	r.mu.Lock()
+	if r.dead {
+		r.mu.Unlock()
+		return false
+	}
+	kick := m.Seq > r.seq && r.sequenceLocked(m, false) == nil && r.kickLocked()
 	r.mu.Unlock()
 	if kick {
 		r.flush()
 	}
+	return true
 }
 
-func (r *Room) sequenceLocked(msg *proto.Message) error {
+// sequenceLocked appends msg, whose Seq is set, to history and the pending
+// queue. Local messages (toBus) go to the Bus.
+func (r *Room) sequenceLocked(msg *proto.Message, toBus bool) error {
 	e := &entry{msg: *msg}
 	enc := r.hub.getEncoder()
 	defer r.hub.putEncoder(enc)
@@ -455,7 +470,7 @@ func (r *Room) sequenceLocked(msg *proto.Message) error {
 	r.hub.Stats.Messages.Add(1)
 	r.keepLocked(e)
 	r.pending = append(r.pending, item{e: e})
-	if r.hub.cfg.Bus != nil && msg.From != "" {
+	if toBus && r.hub.cfg.Bus != nil {
 		r.hub.cfg.Bus.Publish(r.name, msg)
 	}
 	return nil

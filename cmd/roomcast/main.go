@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"gopkg.in/yaml.v3"
 
 	"github.com/roomcast/roomcast/relay"
@@ -35,8 +36,15 @@ func main() {
 }
 
 func run(args []string, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "token" {
+		return mintToken(args[1:], os.Stdout, stderr)
+	}
 	fs := flag.NewFlagSet("roomcast", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: roomcast [flags]       run the relay\n       roomcast token [flags] print a user token (roomcast token -h)\n\nflags (also ROOMCAST_<NAME> in the environment, or keys of the -config file):\n")
+		fs.PrintDefaults()
+	}
 	var cfg relay.Config
 	configFile := fs.String("config", "", "YAML file of settings, keyed by flag name")
 	fs.StringVar(&cfg.Listen, "listen", ":8080", "public listener: WebSocket at /ws")
@@ -125,4 +133,32 @@ func serve(cfg relay.Config) error {
 	drain, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return srv.Shutdown(drain)
+}
+
+// mintToken prints an HS256 token, for trying the relay and for scripts. A
+// game backend mints its own the same way (see README).
+func mintToken(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("roomcast token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	secret := fs.String("jwt-secret", os.Getenv("ROOMCAST_JWT_SECRET"), "HS256 secret (the relay's -jwt-secret)")
+	sub := fs.String("sub", "", "user id (required)")
+	name := fs.String("name", "", "display name")
+	role := fs.String("role", "user", "user, mod, admin or bot")
+	ttl := fs.Duration("ttl", 24*time.Hour, "lifetime (0: never expires)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *secret == "" || *sub == "" {
+		return errors.New("token: -jwt-secret and -sub are required")
+	}
+	claims := jwt.MapClaims{"sub": *sub, "name": *name, "role": *role, "iat": time.Now().Unix()}
+	if *ttl > 0 {
+		claims["exp"] = time.Now().Add(*ttl).Unix()
+	}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(*secret))
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(stdout, tok)
+	return err
 }

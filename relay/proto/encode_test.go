@@ -335,7 +335,7 @@ func TestBatch(t *testing.T) {
 			{Seq: 42, TS: 2, From: "system", Body: "", Meta: map[string]string{"kind": "notice", "x": "\"q\""}},
 			{Seq: 1 << 62, TS: -1, From: "u3", Name: "C", Body: strings.Repeat("z", 300)},
 		}},
-		{"medium", "r", manyMsgs(300)}, // 16-bit length
+		{"medium", "r", manyMsgs(300)},                     // 16-bit length
 		{"large", strings.Repeat("r", 64), manyMsgs(3000)}, // 64-bit length
 	}
 	for _, c := range cases {
