@@ -42,6 +42,7 @@ func (s *Server) adminMux() *http.ServeMux {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	s.apiRoutes(mux)
 	return mux
 }
 

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"time"
-	"unicode/utf8"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -119,7 +118,7 @@ func (s *session) send(c *proto.Command) {
 		}
 		return
 	}
-	if msg, code := s.checkBody(c); code != "" {
+	if msg, code := s.srv.checkMessage(c.Body, c.Meta); code != "" {
 		s.fail(c.Ref, code, msg, c.Room)
 		return
 	}
@@ -133,28 +132,10 @@ func (s *session) send(c *proto.Command) {
 		return
 	}
 	s.srv.metrics.sendsAccepted.Inc()
+	s.srv.metrics.acceptToSequenced.Observe(time.Since(s.lastRecv).Seconds())
 	if c.Ref != 0 {
 		s.reply(&proto.Ack{T: proto.TAck, Ref: c.Ref, Room: c.Room, Seq: seq})
 	}
-}
-
-// checkBody returns an error message and code if the body or meta is
-// empty or too large.
-func (s *session) checkBody(c *proto.Command) (string, proto.Code) {
-	switch {
-	case c.Body == "":
-		return "body must not be empty", proto.CodeBadRequest
-	case utf8.RuneCountInString(c.Body) > s.srv.cfg.MaxBody:
-		return "body is longer than max_body characters", proto.CodeTooLarge
-	case len(c.Meta) > maxMetaEntries:
-		return "meta has too many entries", proto.CodeTooLarge
-	}
-	for k, v := range c.Meta {
-		if utf8.RuneCountInString(k) > maxMetaChars || utf8.RuneCountInString(v) > maxMetaChars {
-			return "a meta key or value is too long", proto.CodeTooLarge
-		}
-	}
-	return "", ""
 }
 
 // allowSend takes a token from the user's bucket, shared by all of the
@@ -170,6 +151,7 @@ func (s *session) allowSend(c *proto.Command) bool {
 		return false
 	}
 	s.srv.metrics.rejected(proto.CodeRateLimited).Inc()
+	s.srv.metrics.rateLimited["send"].Inc()
 	s.reply(&proto.Error{T: proto.TError, Ref: c.Ref, Code: proto.CodeRateLimited,
 		Message: "sending too fast", RetryMS: ceilMS(wait), Room: c.Room})
 	return false

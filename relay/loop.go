@@ -23,7 +23,10 @@ type loop struct {
 	// Atomic: written by the loop, read by metrics scrapes. Each loop has
 	// its own, so the hot path shares no cache line with other loops.
 	bytesIn, bytesOut atomic.Int64
-	_                 [48]byte
+	conns             atomic.Int64 // open connections
+	busy              atomic.Int64 // nanoseconds spent in OnTraffic and flush tasks
+	queued            atomic.Int64 // outbound bytes queued, summed each tick
+	_                 [24]byte
 
 	sessions map[*session]struct{} // every open connection of the loop
 	now      time.Time             // refreshed by each tick; coarse clock for idle checks
@@ -57,7 +60,9 @@ var pingFrame = ws.MustCompileFrame(ws.NewPingFrame(nil))
 func (t tickTask) Run(context.Context) error {
 	l, cfg := t.l, &t.l.srv.cfg
 	l.now = t.now
+	var queued int64
 	for s := range l.sessions {
+		queued += int64(s.conn.OutboundBuffered())
 		switch {
 		case s.state == stateClosing:
 			if t.now.Sub(s.closingSince) > closeLinger {
@@ -75,6 +80,7 @@ func (t tickTask) Run(context.Context) error {
 			s.write(pingFrame)
 		}
 	}
+	l.queued.Store(queued)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -27,7 +28,20 @@ type metrics struct {
 	rejectedBy     map[proto.Code]prometheus.Counter
 	disconnects    map[proto.CloseCode]prometheus.Counter
 	slowConsumers  prometheus.Counter
+	rateLimited    map[string]prometheus.Counter // by kind
+	apiCalls       prometheus.Counter
+
+	acceptToSequenced prometheus.Histogram
+	fanout            prometheus.Histogram // sequenced to written, for the last loop of a flush
+	handshake         prometheus.Histogram
+	batchSize         prometheus.Histogram
 }
+
+// rateLimitKinds are the label values of roomcast_ratelimit_hits_total.
+var rateLimitKinds = []string{"send"}
+
+// latencyBuckets span 50us to about 10s, for a relay.
+var latencyBuckets = prometheus.ExponentialBucketsRange(50e-6, 10, 20)
 
 func newMetrics(s *Server) *metrics {
 	reg := prometheus.NewRegistry()
@@ -44,6 +58,23 @@ func newMetrics(s *Server) *metrics {
 	m.framesIn = counter("roomcast_messages_received_total", "Whole client messages (frames or reassembled fragments) received.")
 	m.sendsAccepted = counter("roomcast_messages_accepted_total", "Client send frames sequenced into a room.")
 	m.slowConsumers = counter("roomcast_slow_consumers_total", "Connections closed because their outbound queue passed max-outbound (4009).")
+	m.apiCalls = counter("roomcast_admin_api_requests_total", "Admin API calls answered (any status).")
+	hist := func(name, help string, buckets []float64) prometheus.Histogram {
+		h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets})
+		f(h)
+		return h
+	}
+	m.acceptToSequenced = hist("roomcast_accept_to_sequenced_seconds", "From reading a send frame off the socket to its message being sequenced.", latencyBuckets)
+	m.fanout = hist("roomcast_fanout_seconds", "From a flush's oldest message being sequenced to the last member of the room written (fan-out time of a whole room).", latencyBuckets)
+	m.handshake = hist("roomcast_handshake_seconds", "From accepting a connection to the WebSocket upgrade done.", latencyBuckets)
+	m.batchSize = hist("roomcast_batch_messages", "Messages per batch frame.", prometheus.ExponentialBuckets(1, 2, 10))
+	rl := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomcast_ratelimit_hits_total",
+		Help: "Requests refused by a rate limit, by kind."}, []string{"kind"})
+	f(rl)
+	m.rateLimited = map[string]prometheus.Counter{}
+	for _, k := range rateLimitKinds {
+		m.rateLimited[k] = rl.WithLabelValues(k)
+	}
 
 	fails := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomcast_handshake_failures_total",
 		Help: "Upgrade requests refused, by reason."}, []string{"reason"})
@@ -85,6 +116,16 @@ func newMetrics(s *Server) *metrics {
 	cfunc("roomcast_bytes_received_total", "Bytes read from public connections.", func() float64 { return float64(s.sumLoops(func(l *loop) int64 { return l.bytesIn.Load() })) })
 	cfunc("roomcast_bytes_sent_total", "Bytes written to public connections.", func() float64 { return float64(s.sumLoops(func(l *loop) int64 { return l.bytesOut.Load() })) })
 
+	for i := 0; i < s.cfg.Loops; i++ {
+		lbl := prometheus.Labels{"loop": strconv.Itoa(i)}
+		f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roomcast_loop_connections", Help: "Connections owned by each event loop.", ConstLabels: lbl},
+			func() float64 { return float64(s.loopStat(i, func(l *loop) int64 { return l.conns.Load() })) }))
+		f(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "roomcast_loop_busy_seconds_total", Help: "Time each event loop spent handling traffic and writing flushes.", ConstLabels: lbl},
+			func() float64 { return float64(s.loopStat(i, func(l *loop) int64 { return l.busy.Load() })) / 1e9 }))
+	}
+	gauge("roomcast_outbound_queued_bytes", "Bytes queued in the relay for slow sockets, summed at the last tick (1s).", func() float64 {
+		return float64(s.sumLoops(func(l *loop) int64 { return l.queued.Load() }))
+	})
 	f(collectors.NewGoCollector())
 	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -94,6 +135,13 @@ func (s *Server) sumLoops(fn func(*loop) int64) int64 {
 	var n int64
 	s.eachLoop(func(l *loop) { n += fn(l) })
 	return n
+}
+
+func (s *Server) loopStat(i int, fn func(*loop) int64) int64 {
+	if p := s.loops.Load(); p != nil && i < len(*p) {
+		return fn((*p)[i])
+	}
+	return 0
 }
 
 func (m *metrics) handshakeFail(reason string) { m.handshakeFails[reason].Inc() }
@@ -106,4 +154,15 @@ func (m *metrics) open(anon bool) prometheus.Gauge {
 		return m.openAnon
 	}
 	return m.openUser
+}
+
+// observer feeds the shard's fan-out measurements to the metrics.
+type observer struct{ s *Server }
+
+func (o observer) BatchBuilt(msgs int)          { o.s.metrics.batchSize.Observe(float64(msgs)) }
+func (o observer) FlushWritten(d time.Duration) { o.s.metrics.fanout.Observe(d.Seconds()) }
+func (o observer) LoopBusy(loop int, d time.Duration) {
+	if p := o.s.loops.Load(); p != nil && loop < len(*p) {
+		(*p)[loop].busy.Add(int64(d))
+	}
 }

@@ -45,6 +45,9 @@ type Server struct {
 	loopsMu sync.Mutex
 	loops   atomic.Pointer[[]*loop] // copy on write, indexed by discovery order
 
+	usersMu sync.Mutex
+	users   map[string]map[*session]struct{} // open WebSocket sessions by user id
+
 	draining atomic.Bool
 	anonSeq  atomic.Uint64
 	conns    atomic.Int64 // open connections (any state)
@@ -59,13 +62,14 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, limiter: ratelimit.New(), auth: auth, booted: make(chan struct{}),
+	s := &Server{cfg: cfg, limiter: ratelimit.New(), auth: auth, booted: make(chan struct{}), users: map[string]map[*session]struct{}{},
 		stopped: make(chan error, 1), quit: make(chan struct{})}
 	s.limits = proto.Limits{Rate: cfg.SendRate, Burst: cfg.SendBurst, MaxBody: cfg.MaxBody,
 		MaxRooms: cfg.MaxRooms, MaxFrame: cfg.MaxFrame}
 	hc := cfg.Hub
 	hc.Loops = cfg.Loops
 	hc.Policy = func(string) shard.Policy { return shard.Policy{History: cfg.History} }
+	hc.Observer = observer{s}
 	s.hub = shard.NewHub(hc)
 	s.metrics = newMetrics(s)
 	return s, nil

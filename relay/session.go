@@ -32,6 +32,7 @@ type session struct {
 	format proto.Format
 
 	// Owned by the event loop.
+	openedAt     time.Time // accepted
 	state        sessionState
 	lastRecv     time.Time // any bytes received
 	lastPing     time.Time
@@ -49,9 +50,11 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	l := s.loopOf(c)
-	ss := &session{srv: s, loop: l, conn: c, lastRecv: l.now, lastPing: l.now}
+	now := time.Now()
+	ss := &session{srv: s, loop: l, conn: c, openedAt: now, lastRecv: now, lastPing: now}
 	c.SetContext(ss)
 	l.sessions[ss] = struct{}{}
+	l.conns.Add(1)
 	s.conns.Add(1)
 	s.metrics.accepted.Inc()
 	return nil, gnet.None
@@ -70,8 +73,10 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	}
 	if ss.id != nil {
 		s.metrics.open(ss.id.anon).Dec()
+		s.forget(ss)
 	}
 	delete(ss.loop.sessions, ss)
+	ss.loop.conns.Add(-1)
 	s.conns.Add(-1)
 	return gnet.None
 }
@@ -97,6 +102,7 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	if used > 0 { // Discard(0) would discard everything
 		_, _ = c.Discard(used)
 	}
+	ss.loop.busy.Add(int64(time.Since(ss.lastRecv)))
 	return gnet.None
 }
 
@@ -106,6 +112,8 @@ func (s *session) open(id *identity, f proto.Format) {
 	s.rooms = make(map[string]*shard.Membership, 2)
 	s.srv.metrics.open(id.anon).Inc()
 	s.srv.metrics.handshakes.Inc()
+	s.srv.metrics.handshake.Observe(time.Since(s.openedAt).Seconds())
+	s.srv.remember(s)
 	s.reply(&proto.Hello{T: proto.THello, V: 1, User: id.user, Name: id.name, Anon: id.anon,
 		Role: id.role, Limits: s.srv.limits, Node: s.srv.cfg.NodeID})
 }

@@ -2,6 +2,7 @@ package shard
 
 import (
 	"context"
+	"time"
 
 	"github.com/roomcast/roomcast/relay/proto"
 )
@@ -19,6 +20,7 @@ type flight struct {
 	minMsg  uint64                   // lowest evn of a batch frame (maxEvn if none)
 	minPres uint64                   // lowest evn of a presence frame (maxEvn if none)
 	msgs    int64                    // messages in the flight
+	oldest  time.Time                // when its first message was sequenced
 	scratch [][]byte
 }
 
@@ -36,7 +38,7 @@ func (r *Room) kickLocked() bool {
 		return false
 	}
 	fl := &r.fl
-	fl.items = fl.items[:0]
+	fl.items, fl.oldest = fl.items[:0], time.Time{}
 	size, n := 0, 0
 	for n < len(r.pending) {
 		it := r.pending[n]
@@ -46,6 +48,9 @@ func (r *Room) kickLocked() bool {
 			}
 			size += len(it.e.enc[proto.Msgpack])
 			r.dispSeq, r.dispEvn = it.e.msg.Seq, it.e.evn
+			if fl.oldest.IsZero() {
+				fl.oldest = it.e.at
+			}
 		}
 		fl.items = append(fl.items, it)
 		n++
@@ -97,6 +102,9 @@ func (r *Room) flush() {
 func (r *Room) taskDone() {
 	if r.remaining.Add(-1) != 0 {
 		return
+	}
+	if obs := r.hub.cfg.Observer; obs != nil && !r.fl.oldest.IsZero() {
+		obs.FlushWritten(time.Since(r.fl.oldest))
 	}
 	r.mu.Lock()
 	r.inFlight = false
@@ -153,6 +161,9 @@ func (r *Room) addBatch(enc *proto.Encoder, formats proto.Format, items []item) 
 	fl.minMsg = min(fl.minMsg, pt.evn)
 	fl.msgs += pt.msgs
 	r.hub.Stats.Batches.Add(1)
+	if obs := r.hub.cfg.Observer; obs != nil {
+		obs.BatchBuilt(len(items))
+	}
 }
 
 func (r *Room) addPresence(enc *proto.Encoder, formats proto.Format, p *presItem) {
@@ -174,6 +185,7 @@ func (r *Room) addPresence(enc *proto.Encoder, formats proto.Format, p *presItem
 
 // Run writes the flight to this loop's members. It runs on the loop.
 func (lr *loopRoom) Run(context.Context) error {
+	start := time.Now()
 	r := lr.room
 	fl := &r.fl
 	var deliveries, writes int64
@@ -190,6 +202,9 @@ func (lr *loopRoom) Run(context.Context) error {
 	}
 	r.hub.Stats.Deliveries.Add(deliveries)
 	r.hub.Stats.Writes.Add(writes)
+	if obs := r.hub.cfg.Observer; obs != nil {
+		obs.LoopBusy(lr.idx, time.Since(start))
+	}
 	r.taskDone()
 	return nil
 }

@@ -72,6 +72,15 @@ type Bus interface {
 	Publish(room string, m *proto.Message)
 }
 
+// Observer receives measurements of the fan-out. Its methods are called on
+// event loops and on publishing goroutines: they must be cheap, must not
+// block and must not allocate (Prometheus histograms qualify).
+type Observer interface {
+	BatchBuilt(msgs int)                           // a batch frame was built
+	FlushWritten(sequencedToWritten time.Duration) // the last loop of a flush wrote it; measured from its oldest message
+	LoopBusy(loop int, d time.Duration)            // a loop spent d writing a flush
+}
+
 // Config configures a Hub. Zero values are replaced by the defaults noted.
 type Config struct {
 	Loops            int                    // number of event loops; zero means 1
@@ -82,6 +91,7 @@ type Config struct {
 	EmptyRoomTTL     time.Duration          // an empty room (and its history) is dropped after this; zero means 10m
 	Bus              Bus                    // nil means single node
 	Now              func() time.Time       // clock; nil means time.Now
+	Observer         Observer               // fan-out measurements; nil means none
 }
 
 // Stats are cumulative counters, safe to read from any goroutine.

@@ -69,6 +69,7 @@ type entry struct {
 	msg proto.Message
 	enc [proto.NumFormats][]byte
 	evn uint64
+	at  time.Time // when it was sequenced
 }
 
 // presItem is one presence event not yet written.
@@ -88,6 +89,7 @@ type item struct {
 // loopRoom is the part of a room held by one event loop.
 type loopRoom struct {
 	room    *Room
+	idx     int           // the loop's index
 	loop    Loop          // set on the first join from this loop; guarded by room.mu
 	count   int           // members on this loop; guarded by room.mu
 	members []*Membership // owned by the loop's goroutine
@@ -115,7 +117,7 @@ func newRoom(h *Hub, name string) *Room {
 	r := &Room{hub: h, name: name, policy: p, histCap: p.history(), listMax: p.memberListMax(),
 		users: map[string]*user{}, emptySince: h.cfg.Now(), loops: make([]loopRoom, h.cfg.Loops)}
 	for i := range r.loops {
-		r.loops[i].room = r
+		r.loops[i].room, r.loops[i].idx = r, i
 	}
 	return r
 }
@@ -450,7 +452,7 @@ func (r *Room) ingest(m *proto.Message) bool {
 // sequenceLocked appends msg, whose Seq is set, to history and the pending
 // queue. Local messages (toBus) go to the Bus.
 func (r *Room) sequenceLocked(msg *proto.Message, toBus bool) error {
-	e := &entry{msg: *msg}
+	e := &entry{msg: *msg, at: time.Now()}
 	enc := r.hub.getEncoder()
 	defer r.hub.putEncoder(enc)
 	if err := r.encodeLocked(enc, e, proto.Msgpack); err != nil {

@@ -1,0 +1,255 @@
+package relay
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/pprof"
+	"sort"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/roomcast/roomcast/relay/proto"
+	"github.com/roomcast/roomcast/shard"
+)
+
+// maxAPIBody bounds admin API request bodies.
+const maxAPIBody = 64 << 10
+
+// apiError is the JSON error of the admin API: {error: {code, message}}.
+type apiError struct {
+	status  int
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *apiError) Error() string { return e.Message }
+
+func apiErr(status int, code, msg string) *apiError {
+	return &apiError{status: status, Code: code, Message: msg}
+}
+
+// apiHandler adapts a handler that returns a value or an error to JSON.
+func (s *Server) apiHandler(fn func(r *http.Request) (any, error)) http.Handler {
+	return s.requireKey(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxAPIBody)
+		v, err := fn(r)
+		if err != nil {
+			var ae *apiError
+			if !errors.As(err, &ae) {
+				ae = apiErr(http.StatusInternalServerError, string(proto.CodeInternal), err.Error())
+			}
+			writeJSON(w, ae.status, map[string]any{"error": ae})
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
+	}))
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// requireKey checks the bearer API key: 403 for everything when the relay
+// has none, 401 without it or with a wrong one.
+func (s *Server) requireKey(h http.Handler) http.Handler {
+	key := []byte(s.cfg.APIKey)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.metrics.apiCalls.Inc()
+		if len(key) == 0 {
+			writeJSON(w, http.StatusForbidden, map[string]any{"error": apiErr(http.StatusForbidden, "forbidden", "the admin API is off: start the relay with -api-key")})
+			return
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), key) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="roomcast"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]any{"error": apiErr(http.StatusUnauthorized, "unauthorized", "missing or wrong API key")})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) apiRoutes(mux *http.ServeMux) {
+	mux.Handle("POST /api/publish", s.apiHandler(s.apiPublish))
+	mux.Handle("GET /api/rooms", s.apiHandler(s.apiRooms))
+	mux.Handle("GET /api/rooms/{room}", s.apiHandler(s.apiRoom))
+	mux.Handle("POST /api/mod", s.apiHandler(s.apiMod))
+	mux.Handle("POST /api/disconnect", s.apiHandler(s.apiDisconnect))
+	mux.Handle("/api/", s.apiHandler(func(*http.Request) (any, error) {
+		return nil, apiErr(http.StatusNotFound, "not_found", "no such API call")
+	}))
+	pp := http.NewServeMux()
+	pp.HandleFunc("/debug/pprof/", pprof.Index)
+	pp.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	pp.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	pp.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	pp.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/debug/pprof/", s.requireKey(pp))
+}
+
+// decodeBody reads a JSON request body into v.
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return apiErr(http.StatusRequestEntityTooLarge, string(proto.CodeTooLarge), "request body over 64 KiB")
+		}
+		return apiErr(http.StatusBadRequest, string(proto.CodeBadRequest), "cannot decode JSON body: "+err.Error())
+	}
+	return nil
+}
+
+type publishRequest struct {
+	Room string            `json:"room"`
+	Body string            `json:"body"`
+	From string            `json:"from"`
+	Name string            `json:"name"`
+	Meta map[string]string `json:"meta"`
+}
+
+func (s *Server) apiPublish(r *http.Request) (any, error) {
+	var req publishRequest
+	if err := decodeBody(r, &req); err != nil {
+		return nil, err
+	}
+	if !proto.ValidRoom(req.Room) {
+		return nil, apiErr(http.StatusBadRequest, string(proto.CodeBadRoom), "room names match ^[A-Za-z0-9][A-Za-z0-9:._-]{0,63}$")
+	}
+	if msg, code := s.checkMessage(req.Body, req.Meta); code != "" {
+		status := http.StatusBadRequest
+		if code == proto.CodeTooLarge {
+			status = http.StatusRequestEntityTooLarge
+		}
+		return nil, apiErr(status, string(code), msg)
+	}
+	if req.From == "" {
+		req.From = "system"
+	}
+	seq, err := s.hub.Publish(req.Room, &shard.Message{From: req.From, Name: req.Name, Body: req.Body, Meta: req.Meta})
+	if err != nil {
+		return nil, apiErr(http.StatusRequestEntityTooLarge, string(proto.CodeTooLarge), "message does not fit a frame")
+	}
+	return map[string]uint64{"seq": seq}, nil
+}
+
+type roomJSON struct {
+	Room    string         `json:"room"`
+	Count   int            `json:"count"`
+	Seq     uint64         `json:"seq"`
+	Members []proto.Member `json:"members,omitempty"`
+}
+
+func (s *Server) apiRooms(r *http.Request) (any, error) {
+	rooms := []roomJSON{}
+	s.hub.Rooms(r.URL.Query().Get("prefix"), func(room *shard.Room) {
+		in := room.Info()
+		rooms = append(rooms, roomJSON{Room: in.Room, Count: in.Count, Seq: in.Seq})
+	})
+	sort.Slice(rooms, func(i, j int) bool { return rooms[i].Room < rooms[j].Room })
+	return map[string]any{"rooms": rooms}, nil
+}
+
+func (s *Server) apiRoom(r *http.Request) (any, error) {
+	room := s.hub.Lookup(r.PathValue("room"))
+	if room == nil {
+		return nil, apiErr(http.StatusNotFound, "not_found", "no such room on this node")
+	}
+	in := room.Info()
+	return roomJSON{Room: in.Room, Count: in.Count, Seq: in.Seq, Members: in.Members}, nil
+}
+
+func (s *Server) apiMod(*http.Request) (any, error) {
+	return nil, apiErr(http.StatusNotImplemented, string(proto.CodeUnavailable), "moderation is not available on this relay yet")
+}
+
+func (s *Server) apiDisconnect(r *http.Request) (any, error) {
+	var req struct {
+		User string `json:"user"`
+	}
+	if err := decodeBody(r, &req); err != nil {
+		return nil, err
+	}
+	if req.User == "" {
+		return nil, apiErr(http.StatusBadRequest, string(proto.CodeBadRequest), "user is required")
+	}
+	n := s.disconnectUser(req.User, proto.CloseOperator, "disconnected by an operator")
+	return map[string]int{"disconnected": n}, nil
+}
+
+// checkMessage returns an error message and code if a body or meta is empty
+// or too large.
+func (s *Server) checkMessage(body string, meta map[string]string) (string, proto.Code) {
+	switch {
+	case body == "":
+		return "body must not be empty", proto.CodeBadRequest
+	case !utf8.ValidString(body):
+		return "body is not valid UTF-8", proto.CodeBadRequest
+	case utf8.RuneCountInString(body) > s.cfg.MaxBody:
+		return "body is longer than max_body characters", proto.CodeTooLarge
+	case len(meta) > maxMetaEntries:
+		return "meta has too many entries", proto.CodeTooLarge
+	}
+	for k, v := range meta {
+		if utf8.RuneCountInString(k) > maxMetaChars || utf8.RuneCountInString(v) > maxMetaChars {
+			return "a meta key or value is too long", proto.CodeTooLarge
+		}
+	}
+	return "", ""
+}
+
+// remember and forget keep the index of connections by user, for
+// /api/disconnect. Called on the session's loop, once each.
+func (s *Server) remember(ss *session) {
+	s.usersMu.Lock()
+	defer s.usersMu.Unlock()
+	set := s.users[ss.id.user]
+	if set == nil {
+		set = map[*session]struct{}{}
+		s.users[ss.id.user] = set
+	}
+	set[ss] = struct{}{}
+}
+
+func (s *Server) forget(ss *session) {
+	s.usersMu.Lock()
+	defer s.usersMu.Unlock()
+	if set := s.users[ss.id.user]; set != nil {
+		delete(set, ss)
+		if len(set) == 0 {
+			delete(s.users, ss.id.user)
+		}
+	}
+}
+
+// disconnectUser closes every connection of user with code, each on its own
+// loop, and returns how many there were. Any goroutine.
+func (s *Server) disconnectUser(user string, code proto.CloseCode, reason string) int {
+	s.usersMu.Lock()
+	list := make([]*session, 0, len(s.users[user]))
+	for ss := range s.users[user] {
+		list = append(list, ss)
+	}
+	s.usersMu.Unlock()
+	for _, ss := range list {
+		_ = ss.loop.el.Execute(context.Background(), closeTask{ss, code, reason})
+	}
+	return len(list)
+}
+
+// closeTask closes one session on its loop (no-op if it is gone already).
+type closeTask struct {
+	s      *session
+	code   proto.CloseCode
+	reason string
+}
+
+func (t closeTask) Run(context.Context) error {
+	t.s.close(t.code, t.reason)
+	return nil
+}
