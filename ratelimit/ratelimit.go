@@ -29,9 +29,8 @@ type shard struct {
 }
 
 type bucket struct {
-	tokens float64
-	last   time.Time
-	lim    Limits
+	Bucket
+	lim Limits // the limits of the last Allow, for Sweep
 }
 
 // New returns an empty Limiter.
@@ -52,8 +51,25 @@ func (l *Limiter) Allow(key string, lim Limits, now time.Time) (bool, time.Durat
 	defer s.mu.Unlock()
 	b := s.buckets[key]
 	if b == nil {
-		b = &bucket{tokens: float64(lim.Burst), last: now}
+		b = &bucket{Bucket: Bucket{tokens: float64(lim.Burst), last: now}}
 		s.buckets[key] = b
+	}
+	b.lim = lim
+	return b.Take(lim, now)
+}
+
+// Bucket is one token bucket with a single owner (no locking). The zero
+// Bucket starts full on its first Take.
+type Bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+// Take takes one token at time now, or returns false and how long until a
+// token is there.
+func (b *Bucket) Take(lim Limits, now time.Time) (bool, time.Duration) {
+	if b.last.IsZero() {
+		b.tokens, b.last = float64(lim.Burst), now
 	}
 	b.refill(lim, now)
 	if b.tokens >= 1 {
@@ -63,12 +79,10 @@ func (l *Limiter) Allow(key string, lim Limits, now time.Time) (bool, time.Durat
 	if lim.Rate <= 0 {
 		return false, time.Duration(math.MaxInt64)
 	}
-	wait := time.Duration((1 - b.tokens) / lim.Rate * float64(time.Second))
-	return false, wait
+	return false, time.Duration(math.Ceil((1 - b.tokens) / lim.Rate * float64(time.Second)))
 }
 
-func (b *bucket) refill(lim Limits, now time.Time) {
-	b.lim = lim
+func (b *Bucket) refill(lim Limits, now time.Time) {
 	if el := now.Sub(b.last); el > 0 {
 		b.tokens = math.Min(float64(lim.Burst), b.tokens+el.Seconds()*lim.Rate)
 		b.last = now

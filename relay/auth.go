@@ -1,6 +1,8 @@
 package relay
 
 import (
+	"crypto/ed25519"
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"time"
@@ -26,7 +28,8 @@ type identity struct {
 	name   string
 	role   string
 	anon   bool
-	badges []string
+	badges []string // copied into the user's messages
+	rooms  []string // patterns of rooms the user may join; nil means all
 }
 
 // claims are the JWT claims roomcast reads.
@@ -41,7 +44,9 @@ type claims struct {
 type authenticator struct {
 	cfg    *Config
 	parser *jwt.Parser
-	key    []byte
+	secret []byte            // HS256
+	rsa    *rsa.PublicKey    // RS256
+	ed     ed25519.PublicKey // EdDSA
 }
 
 var (
@@ -50,13 +55,44 @@ var (
 	errNoSubject  = errors.New("token has no sub")
 )
 
+// newAuthenticator accepts exactly the algorithms of the keys configured:
+// HS256 with a secret, RS256 with an RSA public key, EdDSA with an Ed25519
+// one. Any other alg, "none" included, is refused by the parser; and each
+// alg is checked only against its own kind of key, so a token signed with
+// HS256 using the public key as secret cannot pass (algorithm confusion).
 func newAuthenticator(cfg *Config) (*authenticator, error) {
-	a := &authenticator{cfg: cfg, key: []byte(cfg.JWTSecret), parser: jwt.NewParser(
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-		jwt.WithLeeway(tokenLeeway),
-		jwt.WithIssuedAt(),
-	)}
+	a := &authenticator{cfg: cfg, secret: []byte(cfg.JWTSecret)}
+	var algs []string
+	if len(a.secret) > 0 {
+		algs = append(algs, jwt.SigningMethodHS256.Alg())
+	}
+	if len(cfg.JWTPublicKey) > 0 {
+		if k, err := jwt.ParseRSAPublicKeyFromPEM(cfg.JWTPublicKey); err == nil {
+			a.rsa = k
+			algs = append(algs, jwt.SigningMethodRS256.Alg())
+		} else if k, err := jwt.ParseEdPublicKeyFromPEM(cfg.JWTPublicKey); err == nil {
+			a.ed = k.(ed25519.PublicKey)
+			algs = append(algs, jwt.SigningMethodEdDSA.Alg())
+		} else {
+			return nil, fmt.Errorf("cannot use JWT public key: not an RSA or Ed25519 public key in PEM: %w", err)
+		}
+	}
+	a.parser = jwt.NewParser(jwt.WithValidMethods(algs), jwt.WithLeeway(tokenLeeway), jwt.WithIssuedAt())
 	return a, nil
+}
+
+// key returns the key of the token's algorithm (the parser has checked
+// that the algorithm is one of those configured).
+func (a *authenticator) key(t *jwt.Token) (any, error) {
+	switch t.Method.Alg() {
+	case jwt.SigningMethodHS256.Alg():
+		return a.secret, nil
+	case jwt.SigningMethodRS256.Alg():
+		return a.rsa, nil
+	case jwt.SigningMethodEdDSA.Alg():
+		return a.ed, nil
+	}
+	return nil, fmt.Errorf("unexpected alg %q", t.Method.Alg())
 }
 
 // identify checks a token ("" for none) and returns who it names; the
@@ -69,11 +105,11 @@ func (a *authenticator) identify(token string) (*identity, error) {
 		}
 		return &identity{role: roleViewer, anon: true}, nil
 	}
-	if len(a.key) == 0 {
+	if len(a.secret) == 0 && a.rsa == nil && a.ed == nil {
 		return nil, errNoVerifier
 	}
 	var c claims
-	_, err := a.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return a.key, nil })
+	_, err := a.parser.ParseWithClaims(token, &c, a.key)
 	if err != nil {
 		return nil, fmt.Errorf("invalid token: %w", err)
 	}
@@ -87,5 +123,5 @@ func (a *authenticator) identify(token string) (*identity, error) {
 	default:
 		return nil, fmt.Errorf("invalid token: unknown role %q", c.Role)
 	}
-	return &identity{user: c.Subject, name: c.Name, role: c.Role, badges: c.Badges}, nil
+	return &identity{user: c.Subject, name: c.Name, role: c.Role, badges: c.Badges, rooms: c.Rooms}, nil
 }

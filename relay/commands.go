@@ -12,10 +12,6 @@ import (
 	"github.com/roomcast/roomcast/shard"
 )
 
-// strikesToClose is how many rate_limited answers in a row close the
-// connection with 1008.
-const strikesToClose = 10
-
 // command runs one decoded client frame.
 func (s *session) command(c *proto.Command) {
 	switch c.T {
@@ -43,6 +39,14 @@ func (s *session) fail(ref uint64, code proto.Code, msg, room string) {
 func (s *session) join(c *proto.Command) {
 	if !proto.ValidRoom(c.Room) {
 		s.fail(c.Ref, proto.CodeBadRoom, "room names match ^[A-Za-z0-9][A-Za-z0-9:._-]{0,63}$", c.Room)
+		return
+	}
+	if !roomAllowed(s.id.rooms, c.Room) {
+		s.fail(c.Ref, proto.CodeForbidden, "your token does not allow this room", c.Room)
+		return
+	}
+	if ok, wait := s.joins.Take(ratelimit.Limits(s.srv.cfg.JoinRate), time.Now()); !ok {
+		s.limited(c, "join", proto.CodeRateLimited, "joining too fast", wait)
 		return
 	}
 	req := shard.JoinRequest{LoopIndex: s.loop.idx, Loop: s.loop, Member: s, Format: s.format,
@@ -122,15 +126,24 @@ func (s *session) send(c *proto.Command) {
 		s.fail(c.Ref, code, msg, c.Room)
 		return
 	}
-	if !s.allowSend(c) {
+	pol := s.srv.policies.get(proto.Namespace(c.Room))
+	now := time.Now()
+	if ok, wait := pol.limiter.Allow(s.id.user, pol.rates[roleIndex(s.id.role)], now); !ok {
+		s.limited(c, "send", proto.CodeRateLimited, "sending too fast", wait)
 		return
 	}
 	seq, err := s.srv.hub.Publish(c.Room, &shard.Message{From: s.id.user, Name: s.id.name,
-		Body: c.Body, Badges: s.id.badges, Meta: c.Meta})
-	if err != nil {
+		Body: c.Body, Badges: s.id.badges, Meta: c.Meta, SlowExempt: s.id.role != roleUser})
+	var slow *shard.SlowModeError
+	switch {
+	case errors.As(err, &slow):
+		s.limited(c, "slow_mode", proto.CodeSlowMode, "this room is in slow mode", slow.Retry)
+		return
+	case err != nil:
 		s.fail(c.Ref, proto.CodeTooLarge, "message does not fit a frame", c.Room)
 		return
 	}
+	s.strikes = 0
 	s.srv.metrics.sendsAccepted.Inc()
 	s.srv.metrics.acceptToSequenced.Observe(time.Since(s.lastRecv).Seconds())
 	if c.Ref != 0 {
@@ -138,23 +151,16 @@ func (s *session) send(c *proto.Command) {
 	}
 }
 
-// allowSend takes a token from the user's bucket, shared by all of the
-// user's connections. Too many refusals in a row close with 1008.
-func (s *session) allowSend(c *proto.Command) bool {
-	ok, wait := s.srv.limiter.Allow(s.id.user, ratelimit.Limits{Rate: s.srv.cfg.SendRate, Burst: s.srv.cfg.SendBurst}, time.Now())
-	if ok {
-		s.strikes = 0
-		return true
+// limited answers a request refused by a rate limit of kind, with the
+// time until it would pass. Too many refusals in a row close with 1008.
+func (s *session) limited(c *proto.Command, kind string, code proto.Code, msg string, wait time.Duration) {
+	s.srv.metrics.rateLimited[kind].Inc()
+	if s.strikes++; s.strikes > s.srv.cfg.AbuseStrikes {
+		s.close(proto.ClosePolicy, "too many requests after rate_limited")
+		return
 	}
-	if s.strikes++; s.strikes > strikesToClose {
-		s.close(proto.ClosePolicy, "too many messages after rate_limited")
-		return false
-	}
-	s.srv.metrics.rejected(proto.CodeRateLimited).Inc()
-	s.srv.metrics.rateLimited["send"].Inc()
-	s.reply(&proto.Error{T: proto.TError, Ref: c.Ref, Code: proto.CodeRateLimited,
-		Message: "sending too fast", RetryMS: ceilMS(wait), Room: c.Room})
-	return false
+	s.srv.metrics.rejected(code).Inc()
+	s.reply(&proto.Error{T: proto.TError, Ref: c.Ref, Code: code, Message: msg, RetryMS: ceilMS(wait), Room: c.Room})
 }
 
 func (s *session) mod(c *proto.Command) {

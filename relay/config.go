@@ -14,7 +14,8 @@ import (
 type Config struct {
 	Listen       string        // public listener (/ws); zero means ":8080"
 	Admin        string        // admin listener (/metrics, /healthz, /readyz); zero means "127.0.0.1:9090", "off" disables it
-	JWTSecret    string        // HS256 secret; zero means tokens cannot be verified (only anonymous viewers)
+	JWTSecret    string        // HS256 secret; zero means HS256 tokens are refused
+	JWTPublicKey []byte        // PEM public key (RSA for RS256, Ed25519 for EdDSA); zero means none
 	APIKey       string        // admin API bearer key; zero means the admin API answers 403
 	NoAnonymous  bool          // refuse connections without a token; zero means anonymous viewers are allowed
 	Loops        int           // event loops; zero means GOMAXPROCS
@@ -25,10 +26,20 @@ type Config struct {
 	IdleTimeout  time.Duration // close 4000 after this long without any frame; zero means 60s
 	PingInterval time.Duration // server pings this often; zero means 25s
 	History      int           // messages kept per room; zero means 100, negative means none
-	SendRate     float64       // sustained sends per second per user; zero means 20 per 30s
-	SendBurst    int           // send burst per user; zero means 20
-	NodeID       string        // this node's name in hello; zero means the host name
-	Logger       *slog.Logger  // zero means slog.Default()
+	SendRate     float64       // sustained sends per second of role user; zero means 20 per 30s
+	SendBurst    int           // send burst of role user; zero means 20
+
+	// Namespaces are the room policies by namespace, "default" for the
+	// others; zero means the built-in defaults of Namespace everywhere.
+	Namespaces     map[string]Namespace
+	AllowedOrigins []string     // Origin values browsers may upgrade from; zero means any
+	AbuseStrikes   int          // rate_limited answers in a row before close 1008; zero means 10
+	JoinRate       RateLimit    // joins per connection; zero means 2 per second, burst 32
+	IPConnRate     RateLimit    // new connections per IP; zero means 20 per second, burst 50 (HTTP 429)
+	IPMaxConns     int          // open connections per IP; zero means 500 (HTTP 429)
+	IPExempt       []string     // CIDRs free of per-IP limits; nil means loopback (127.0.0.0/8, ::1), empty means none
+	NodeID         string       // this node's name in hello; zero means the host name
+	Logger         *slog.Logger // zero means slog.Default()
 
 	// Hub overrides the room engine's settings; Loops and Policy are set by
 	// the Server.
@@ -63,6 +74,17 @@ func (c *Config) setDefaults() {
 	def(&c.MaxOutbound, 1<<20)
 	def(&c.History, 100)
 	def(&c.SendBurst, 20)
+	def(&c.AbuseStrikes, 10)
+	def(&c.IPMaxConns, 500)
+	if c.JoinRate == (RateLimit{}) {
+		c.JoinRate = RateLimit{Rate: 2, Burst: 32}
+	}
+	if c.IPConnRate == (RateLimit{}) {
+		c.IPConnRate = RateLimit{Rate: 20, Burst: 50}
+	}
+	if c.IPExempt == nil {
+		c.IPExempt = []string{"127.0.0.0/8", "::1/128"}
+	}
 	if c.SendRate == 0 {
 		c.SendRate = 20.0 / 30
 	}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/gobwas/ws"
 
@@ -31,6 +33,7 @@ func (u *upgrade) reset(req []byte) {
 	u.in.Reset(req)
 	u.out.Reset()
 	u.path, u.token, u.offers, u.chosen, u.format, u.id, u.why = "", "", false, false, proto.Msgpack, nil, ""
+	u.origin, u.ip, u.ipCounted = "", netip.Addr{}, false
 }
 
 func (u *upgrade) rejectWith(why string, status int, reason string) error {
@@ -60,6 +63,9 @@ func (u *upgrade) onRequest(uri []byte) error {
 }
 
 func (u *upgrade) onHeader(key, value []byte) error {
+	if bytes.EqualFold(key, []byte("Origin")) {
+		u.origin = string(value)
+	}
 	if bytes.EqualFold(key, []byte("Authorization")) {
 		v := string(value)
 		if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
@@ -88,6 +94,9 @@ func (u *upgrade) beforeUpgrade(l *loop) error {
 	if u.offers && !u.chosen {
 		return u.rejectWith("subprotocol", http.StatusBadRequest, "unsupported subprotocol: use roomcast.v1.msgpack or roomcast.v1.json")
 	}
+	if !s.originAllowed(u.origin) {
+		return u.rejectWith("origin", http.StatusForbidden, "origin not allowed")
+	}
 	id, err := s.auth.identify(u.token)
 	if err != nil {
 		return u.rejectWith("auth", http.StatusUnauthorized, err.Error())
@@ -95,6 +104,11 @@ func (u *upgrade) beforeUpgrade(l *loop) error {
 	if id.anon {
 		id.user = fmt.Sprintf("anon-%x", s.anonSeq.Add(1))
 	}
+	if why := s.ips.admit(u.ip, time.Now()); why != "" {
+		s.metrics.rateLimited["ip"].Inc()
+		return u.rejectWith("ip_limit", http.StatusTooManyRequests, why)
+	}
+	u.ipCounted = true
 	u.id = id
 	return nil
 }
@@ -121,8 +135,14 @@ func (s *session) handshake(buf []byte) int {
 	}
 	u := &s.loop.up
 	u.reset(buf[:n])
+	u.ip = addrOf(s.conn.RemoteAddr())
 	_, err := u.up.Upgrade(u)
 	s.write(u.out.Bytes())
+	if err == nil {
+		s.ip, s.ipCounted = u.ip, u.ipCounted
+	} else if u.ipCounted {
+		s.srv.ips.release(u.ip)
+	}
 	if s.state != stateHTTP { // the write failed and gnet closed the connection
 		return len(buf)
 	}
@@ -146,3 +166,17 @@ func (s *session) abort() {
 // request from and writes the response to.
 func (u *upgrade) Read(p []byte) (int, error)  { return u.in.Read(p) }
 func (u *upgrade) Write(p []byte) (int, error) { return u.out.Write(p) }
+
+// originAllowed applies the Origin allow-list to browser upgrades; clients
+// that send no Origin (games, bots) are not browsers and pass.
+func (s *Server) originAllowed(origin string) bool {
+	if len(s.cfg.AllowedOrigins) == 0 || origin == "" {
+		return true
+	}
+	for _, o := range s.cfg.AllowedOrigins {
+		if strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	return false
+}

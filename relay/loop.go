@@ -3,6 +3,7 @@ package relay
 import (
 	"bytes"
 	"context"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -100,14 +101,17 @@ func (t drainTask) Run(context.Context) error {
 
 // upgrade is the scratch state of one HTTP upgrade, reused by the loop.
 type upgrade struct {
-	up     ws.Upgrader
-	in     bytes.Reader
-	out    bytes.Buffer
-	path   string
-	token  string
-	offers bool         // the client offered subprotocols
-	format proto.Format // the one chosen
-	chosen bool
-	id     *identity
-	why    string // metrics reason of a rejection
+	up        ws.Upgrader
+	in        bytes.Reader
+	out       bytes.Buffer
+	path      string
+	token     string
+	offers    bool         // the client offered subprotocols
+	format    proto.Format // the one chosen
+	chosen    bool
+	id        *identity
+	why       string // metrics reason of a rejection
+	origin    string
+	ip        netip.Addr
+	ipCounted bool // ips.admit counted the connection
 }

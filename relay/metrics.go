@@ -11,7 +11,7 @@ import (
 )
 
 // handshakeReasons are the label values of roomcast_handshake_failures_total.
-var handshakeReasons = []string{"bad_request", "not_found", "subprotocol", "auth", "draining", "too_large", "timeout"}
+var handshakeReasons = []string{"bad_request", "not_found", "subprotocol", "auth", "origin", "ip_limit", "draining", "too_large", "timeout"}
 
 // metrics are the relay's Prometheus collectors, created once with their
 // label values resolved, so that counting does no look-ups on hot paths.
@@ -38,7 +38,7 @@ type metrics struct {
 }
 
 // rateLimitKinds are the label values of roomcast_ratelimit_hits_total.
-var rateLimitKinds = []string{"send"}
+var rateLimitKinds = []string{"send", "slow_mode", "join", "ip"}
 
 // latencyBuckets span 50us to about 10s, for a relay.
 var latencyBuckets = prometheus.ExponentialBucketsRange(50e-6, 10, 20)

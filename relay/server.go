@@ -17,8 +17,6 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
-	"github.com/roomcast/roomcast/ratelimit"
-	"github.com/roomcast/roomcast/relay/proto"
 	"github.com/roomcast/roomcast/shard"
 )
 
@@ -27,12 +25,12 @@ type Server struct {
 	gnet.BuiltinEventEngine
 
 	// Static after New.
-	cfg     Config
-	hub     *shard.Hub
-	limiter *ratelimit.Limiter
-	auth    *authenticator
-	metrics *metrics
-	limits  proto.Limits
+	cfg      Config
+	hub      *shard.Hub
+	policies *policies
+	ips      *ipLimits
+	auth     *authenticator
+	metrics  *metrics
 
 	// Set while starting, then read-only.
 	eng       gnet.Engine
@@ -62,13 +60,19 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, limiter: ratelimit.New(), auth: auth, booted: make(chan struct{}), users: map[string]map[*session]struct{}{},
+	pols, err := newPolicies(&cfg)
+	if err != nil {
+		return nil, fmt.Errorf("bad room policy: %w", err)
+	}
+	ips, err := newIPLimits(&cfg)
+	if err != nil {
+		return nil, fmt.Errorf("bad per-IP limits: %w", err)
+	}
+	s := &Server{cfg: cfg, policies: pols, ips: ips, auth: auth, booted: make(chan struct{}), users: map[string]map[*session]struct{}{},
 		stopped: make(chan error, 1), quit: make(chan struct{})}
-	s.limits = proto.Limits{Rate: cfg.SendRate, Burst: cfg.SendBurst, MaxBody: cfg.MaxBody,
-		MaxRooms: cfg.MaxRooms, MaxFrame: cfg.MaxFrame}
 	hc := cfg.Hub
 	hc.Loops = cfg.Loops
-	hc.Policy = func(string) shard.Policy { return shard.Policy{History: cfg.History} }
+	hc.Policy = func(ns string) shard.Policy { return pols.get(ns).shard }
 	hc.Observer = observer{s}
 	s.hub = shard.NewHub(hc)
 	s.metrics = newMetrics(s)
@@ -188,7 +192,7 @@ func (s *Server) tick() {
 		case now := <-t.C:
 			s.eachLoop(func(l *loop) { _ = l.el.Execute(context.Background(), tickTask{l, now}) })
 			if n%60 == 59 {
-				s.limiter.Sweep(now)
+				s.policies.sweep(now)
 			}
 		}
 	}

@@ -1,11 +1,13 @@
 package relay
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/roomcast/roomcast/ratelimit"
 	"github.com/roomcast/roomcast/relay/proto"
 	"github.com/roomcast/roomcast/shard"
 )
@@ -28,8 +30,10 @@ type session struct {
 	conn gnet.Conn
 
 	// Set by the upgrade, then read-only.
-	id     *identity
-	format proto.Format
+	id        *identity
+	format    proto.Format
+	ip        netip.Addr
+	ipCounted bool // counted by Server.ips; released in OnClose
 
 	// Owned by the event loop.
 	openedAt     time.Time // accepted
@@ -38,9 +42,10 @@ type session struct {
 	lastPing     time.Time
 	closingSince time.Time
 	rooms        map[string]*shard.Membership
-	frag         []byte // a fragmented message being reassembled
-	fragOp       byte   // its opcode; 0 when none
-	strikes      int    // rate_limited answers in a row
+	joins        ratelimit.Bucket // joins of this connection
+	frag         []byte           // a fragmented message being reassembled
+	fragOp       byte             // its opcode; 0 when none
+	strikes      int              // rate_limited answers in a row
 }
 
 // OnOpen creates the session of a new connection. gnet calls it on the
@@ -74,6 +79,9 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	if ss.id != nil {
 		s.metrics.open(ss.id.anon).Dec()
 		s.forget(ss)
+	}
+	if ss.ipCounted {
+		s.ips.release(ss.ip)
 	}
 	delete(ss.loop.sessions, ss)
 	ss.loop.conns.Add(-1)
@@ -115,7 +123,7 @@ func (s *session) open(id *identity, f proto.Format) {
 	s.srv.metrics.handshake.Observe(time.Since(s.openedAt).Seconds())
 	s.srv.remember(s)
 	s.reply(&proto.Hello{T: proto.THello, V: 1, User: id.user, Name: id.name, Anon: id.anon,
-		Role: id.role, Limits: s.srv.limits, Node: s.srv.cfg.NodeID})
+		Role: id.role, Limits: s.srv.helloLimits(id), Node: s.srv.cfg.NodeID})
 }
 
 // write queues bytes on the connection (copied by gnet).
@@ -165,4 +173,15 @@ func (s *session) close(code proto.CloseCode, reason string) {
 		return
 	}
 	_ = unix.Shutdown(s.conn.Fd(), unix.SHUT_WR)
+}
+
+// helloLimits are the limits hello announces: the send limits of the user's
+// role in the default namespace (namespaces may set their own).
+func (s *Server) helloLimits(id *identity) proto.Limits {
+	l := proto.Limits{MaxBody: s.cfg.MaxBody, MaxRooms: s.cfg.MaxRooms, MaxFrame: s.cfg.MaxFrame}
+	if !id.anon {
+		r := s.policies.def.rates[roleIndex(id.role)]
+		l.Rate, l.Burst = r.Rate, r.Burst
+	}
+	return l
 }

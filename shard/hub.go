@@ -39,10 +39,11 @@ type Loop interface {
 // Policy is what a room's namespace allows. The zero value of each field is
 // replaced by the default noted.
 type Policy struct {
-	History       int  // messages kept; zero means 100, negative means none
-	NoAnonRead    bool // anonymous viewers may not join
-	MemberListMax int  // list members while count <= this; zero means 100, negative never
-	MaxMembers    int  // room_full past this many connections; zero means no limit
+	History       int           // messages kept; zero means 100, negative means none
+	NoAnonRead    bool          // anonymous viewers may not join
+	MemberListMax int           // list members while count <= this; zero means 100, negative never
+	MaxMembers    int           // room_full past this many connections; zero means no limit
+	SlowMode      time.Duration // least time between two messages of a user; zero means off
 }
 
 func (p Policy) history() int {

@@ -52,7 +52,9 @@ type Room struct {
 	jsonCount  int       // of which use the JSON format
 	users      map[string]*user
 	emptySince time.Time
-	countDirty bool // a count change awaits the periodic presence
+	countDirty bool                 // a count change awaits the periodic presence
+	slow       time.Duration        // slow mode; zero is off
+	lastSent   map[string]time.Time // by user, while in slow mode
 
 	fl        flight       // the flush in flight: written by the flusher, read by the loop tasks
 	remaining atomic.Int32 // loop tasks of the flush in flight not yet done
@@ -115,7 +117,7 @@ func (ms *Membership) Room() *Room { return ms.room }
 func newRoom(h *Hub, name string) *Room {
 	p := h.cfg.Policy(proto.Namespace(name))
 	r := &Room{hub: h, name: name, policy: p, histCap: p.history(), listMax: p.memberListMax(),
-		users: map[string]*user{}, emptySince: h.cfg.Now(), loops: make([]loopRoom, h.cfg.Loops)}
+		users: map[string]*user{}, emptySince: h.cfg.Now(), loops: make([]loopRoom, h.cfg.Loops), slow: p.SlowMode}
 	for i := range r.loops {
 		r.loops[i].room, r.loops[i].idx = r, i
 	}
@@ -383,6 +385,12 @@ func (r *Room) countPresence() {
 func (r *Room) reapable(cutoff time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	now := r.hub.cfg.Now()
+	for u, t := range r.lastSent {
+		if now.Sub(t) >= r.slow {
+			delete(r.lastSent, u) // slow mode has nothing left to say about u
+		}
+	}
 	if r.count > 0 || r.inFlight || len(r.pending) > 0 || r.emptySince.After(cutoff) {
 		return false
 	}
@@ -392,11 +400,46 @@ func (r *Room) reapable(cutoff time.Time) bool {
 
 // Message is a message to publish.
 type Message struct {
-	From   string
-	Name   string
-	Body   string
-	Badges []string
-	Meta   map[string]string
+	From       string
+	Name       string
+	Body       string
+	Badges     []string
+	Meta       map[string]string
+	SlowExempt bool // slow mode does not apply (mods, bots, the API)
+}
+
+// SlowModeError refuses a message sent too soon after the user's last one.
+type SlowModeError struct {
+	Retry time.Duration // until the user may send again
+}
+
+func (e *SlowModeError) Error() string {
+	return "shard: slow mode: retry in " + e.Retry.String()
+}
+
+// SetSlowMode changes the room's slow mode (zero turns it off). Any goroutine.
+func (r *Room) SetSlowMode(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.slow = d
+	if d == 0 {
+		r.lastSent = nil
+	}
+}
+
+// slowLocked applies slow mode to a message of user from at time now.
+func (r *Room) slowLocked(m *Message, now time.Time) error {
+	if r.slow <= 0 || m.SlowExempt {
+		return nil
+	}
+	if last, ok := r.lastSent[m.From]; ok && now.Sub(last) < r.slow {
+		return &SlowModeError{Retry: r.slow - now.Sub(last)}
+	}
+	if r.lastSent == nil {
+		r.lastSent = map[string]time.Time{}
+	}
+	r.lastSent[m.From] = now
+	return nil
 }
 
 // Publish sequences a message in the room called name and queues it for
@@ -416,7 +459,12 @@ func (r *Room) publish(m *Message) (uint64, error) {
 		r.mu.Unlock()
 		return 0, errRoomGone
 	}
-	msg := proto.Message{Seq: r.seq + 1, TS: r.hub.cfg.Now().UnixMilli(), From: m.From, Name: m.Name,
+	now := r.hub.cfg.Now()
+	if err := r.slowLocked(m, now); err != nil {
+		r.mu.Unlock()
+		return 0, err
+	}
+	msg := proto.Message{Seq: r.seq + 1, TS: now.UnixMilli(), From: m.From, Name: m.Name,
 		Body: m.Body, Badges: m.Badges, Meta: m.Meta}
 	err := r.sequenceLocked(&msg, true)
 	kick := err == nil && r.kickLocked()

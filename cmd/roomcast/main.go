@@ -7,6 +7,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -49,7 +50,8 @@ func run(args []string, stderr io.Writer) error {
 	configFile := fs.String("config", "", "YAML file of settings, keyed by flag name")
 	fs.StringVar(&cfg.Listen, "listen", ":8080", "public listener: WebSocket at /ws")
 	fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", `admin listener: /metrics, /healthz, /readyz ("off" to disable)`)
-	fs.StringVar(&cfg.JWTSecret, "jwt-secret", "", "HS256 secret that signs user tokens (empty: anonymous viewers only)")
+	fs.StringVar(&cfg.JWTSecret, "jwt-secret", "", "HS256 secret that signs user tokens")
+	pubKey := fs.String("jwt-public-key", "", "PEM file of the public key of RS256 or EdDSA user tokens")
 	fs.StringVar(&cfg.APIKey, "api-key", "", "bearer key of the admin API (empty: the API answers 403)")
 	fs.IntVar(&cfg.Loops, "loops", 0, "event loops (0: one per CPU)")
 	fs.IntVar(&cfg.MaxFrame, "max-frame", 64<<10, "largest client frame or reassembled message, in bytes (close 1009)")
@@ -61,13 +63,34 @@ func run(args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.History, "history", 100, "messages kept per room for join history and resume (-1: none)")
 	fs.Float64Var(&cfg.SendRate, "send-rate", 20.0/30, "messages per second a user may send, sustained")
 	fs.IntVar(&cfg.SendBurst, "send-burst", 20, "messages a user may send in a burst")
-	fs.BoolVar(&cfg.NoAnonymous, "no-anonymous", false, "refuse connections without a token")
+	anonymous := fs.Bool("anonymous", true, "let connections without a token in as read-only viewers")
+	origins := fs.String("allowed-origins", "", "comma-separated Origin values browsers may connect from (empty: any)")
+	fs.IntVar(&cfg.AbuseStrikes, "abuse-strikes", 10, "rate_limited answers in a row before close 1008")
+	fs.Float64Var(&cfg.JoinRate.Rate, "join-rate", 2, "joins per second per connection, sustained")
+	fs.IntVar(&cfg.JoinRate.Burst, "join-burst", 32, "joins per connection in a burst")
+	fs.Float64Var(&cfg.IPConnRate.Rate, "ip-conn-rate", 20, "new connections per second per client IP (HTTP 429 past it)")
+	fs.IntVar(&cfg.IPConnRate.Burst, "ip-conn-burst", 50, "new connections per client IP in a burst")
+	fs.IntVar(&cfg.IPMaxConns, "ip-max-conns", 500, "open connections per client IP (HTTP 429 past it)")
+	exempt := fs.String("ip-exempt", "127.0.0.0/8,::1/128", "comma-separated CIDRs free of per-IP limits")
 	fs.StringVar(&cfg.NodeID, "node", "", "this node's name in hello (empty: the host name)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := applyEnvAndFile(fs, *configFile); err != nil {
+	ns, err := applyEnvAndFile(fs, *configFile)
+	if err != nil {
 		return err
+	}
+	cfg.Namespaces = ns
+	cfg.NoAnonymous = !*anonymous
+	cfg.AllowedOrigins = splitList(*origins)
+	cfg.IPExempt = splitList(*exempt)
+	if cfg.IPExempt == nil {
+		cfg.IPExempt = []string{} // none exempt, not the default
+	}
+	if *pubKey != "" {
+		if cfg.JWTPublicKey, err = os.ReadFile(*pubKey); err != nil {
+			return fmt.Errorf("cannot read -jwt-public-key: %w", err)
+		}
 	}
 	if cfg.History == 0 {
 		cfg.History = -1 // -history 0 means none; relay.Config's zero means the default
@@ -77,23 +100,29 @@ func run(args []string, stderr io.Writer) error {
 }
 
 // applyEnvAndFile sets every flag not given on the command line from
-// ROOMCAST_<NAME>, else from the YAML file.
-func applyEnvAndFile(fs *flag.FlagSet, file string) error {
-	values := map[string]any{}
+// ROOMCAST_<NAME>, else from the YAML file, and returns the file's
+// namespaces (room policies).
+func applyEnvAndFile(fs *flag.FlagSet, file string) (map[string]relay.Namespace, error) {
+	var doc struct {
+		Namespaces map[string]relay.Namespace `yaml:"namespaces"`
+		Flags      map[string]any             `yaml:",inline"`
+	}
 	if file != "" {
 		b, err := os.ReadFile(file)
 		if err != nil {
-			return fmt.Errorf("cannot read config: %w", err)
+			return nil, fmt.Errorf("cannot read config: %w", err)
 		}
-		if err := yaml.Unmarshal(b, &values); err != nil {
-			return fmt.Errorf("cannot parse config %s: %w", file, err)
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(&doc); err != nil && err != io.EOF {
+			return nil, fmt.Errorf("cannot parse config %s: %w", file, err)
 		}
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	for key := range values {
-		if fs.Lookup(key) == nil {
-			return fmt.Errorf("config %s: unknown key %q", file, key)
+	for key := range doc.Flags {
+		if fs.Lookup(key) == nil || key == "config" {
+			return nil, fmt.Errorf("config %s: unknown key %q", file, key)
 		}
 	}
 	var err error
@@ -108,13 +137,24 @@ func applyEnvAndFile(fs *flag.FlagSet, file string) error {
 			}
 			return
 		}
-		if v, ok := values[f.Name]; ok {
+		if v, ok := doc.Flags[f.Name]; ok {
 			if e := fs.Set(f.Name, fmt.Sprint(v)); e != nil {
 				err = fmt.Errorf("config %s: %s: %w", file, f.Name, e)
 			}
 		}
 	})
-	return err
+	return doc.Namespaces, err
+}
+
+// splitList splits a comma-separated flag value; empty gives nil.
+func splitList(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 // serve runs the relay until SIGINT or SIGTERM, then drains it.

@@ -1,0 +1,87 @@
+package relay
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/roomcast/roomcast/ratelimit"
+)
+
+// ipLimits caps new connections per second and open connections per client
+// IP, answered with HTTP 429 at the upgrade. Addresses in exempt (loopback
+// by default, where a local proxy or the bench tool connects from) are free.
+type ipLimits struct {
+	rate    ratelimit.Limits
+	max     int
+	exempt  []netip.Prefix
+	buckets *ratelimit.Limiter
+
+	mu   sync.Mutex
+	open map[netip.Addr]int
+}
+
+func newIPLimits(cfg *Config) (*ipLimits, error) {
+	l := &ipLimits{rate: ratelimit.Limits{Rate: cfg.IPConnRate.Rate, Burst: cfg.IPConnRate.Burst},
+		max: cfg.IPMaxConns, buckets: ratelimit.New(), open: map[netip.Addr]int{}}
+	for _, c := range cfg.IPExempt {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return nil, fmt.Errorf("bad exempt CIDR %q: %w", c, err)
+		}
+		l.exempt = append(l.exempt, p)
+	}
+	return l, nil
+}
+
+// addrOf returns the IP of a remote address (invalid for non-TCP).
+func addrOf(a net.Addr) netip.Addr {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+func (l *ipLimits) exempted(ip netip.Addr) bool {
+	if !ip.IsValid() {
+		return true
+	}
+	for _, p := range l.exempt {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// admit takes a new connection of ip: it returns a reason to refuse, or ""
+// having counted the connection (release it with release).
+func (l *ipLimits) admit(ip netip.Addr, now time.Time) string {
+	if l.exempted(ip) {
+		return ""
+	}
+	if ok, _ := l.buckets.Allow(ip.String(), l.rate, now); !ok {
+		return "too many new connections from this address"
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.open[ip] >= l.max {
+		return "too many connections from this address"
+	}
+	l.open[ip]++
+	return ""
+}
+
+// release forgets a connection admit counted.
+func (l *ipLimits) release(ip netip.Addr) {
+	if l.exempted(ip) {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.open[ip]--; l.open[ip] <= 0 {
+		delete(l.open, ip)
+	}
+}

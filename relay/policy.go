@@ -1,0 +1,175 @@
+package relay
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/roomcast/roomcast/ratelimit"
+	"github.com/roomcast/roomcast/shard"
+)
+
+// RateLimit is a token bucket: Rate tokens per second, Burst at most.
+type RateLimit struct {
+	Rate  float64 `yaml:"rate"`
+	Burst int     `yaml:"burst"`
+}
+
+// Namespace is the policy of every room of one namespace (the part of a
+// room name before the first ':'). In Config.Namespaces, the key "default"
+// applies to namespaces not listed; a nil field of a listed namespace takes
+// the value of "default", then the built-in default noted here.
+type Namespace struct {
+	History       *int                 `yaml:"history"`         // messages kept per room; built-in: Config.History
+	AnonymousRead *bool                `yaml:"anonymous_read"`  // anonymous viewers may join; built-in true
+	MemberList    *bool                `yaml:"member_list"`     // list members in joined and presence; built-in true
+	MemberListMax *int                 `yaml:"member_list_max"` // ...while the room has at most this many connections; built-in 100
+	MaxMembers    *int                 `yaml:"max_members"`     // connections per room, then room_full; built-in 0 (no limit)
+	SlowMode      *int                 `yaml:"slow_mode"`       // seconds between a user's messages in one room (mods, admins, bots exempt); built-in 0 (off)
+	RateLimits    map[string]RateLimit `yaml:"rate_limits"`     // send limits by role (user, mod, admin, bot); built-in: see defaultRates
+}
+
+// Roles that send, in the order of policy.rates.
+var sendRoles = []string{roleUser, roleMod, roleAdmin, roleBot}
+
+func roleIndex(role string) int {
+	for i, r := range sendRoles {
+		if r == role {
+			return i
+		}
+	}
+	return 0
+}
+
+// defaultRates are the built-in send limits, modelled on large chat
+// services: 20 messages per 30 seconds for a user, 100 for a mod or admin;
+// bots are trusted services.
+func defaultRates(cfg *Config) []RateLimit {
+	return []RateLimit{
+		{Rate: cfg.SendRate, Burst: cfg.SendBurst},
+		{Rate: 100.0 / 30, Burst: 100},
+		{Rate: 100.0 / 30, Burst: 100},
+		{Rate: 50, Burst: 200},
+	}
+}
+
+// policy is a namespace's resolved policy. Static after New.
+type policy struct {
+	shard   shard.Policy
+	rates   []ratelimit.Limits // by roleIndex
+	limiter *ratelimit.Limiter // send buckets by user id
+}
+
+// policies resolves Config.Namespaces. Namespaces that set their own rate
+// limits get their own buckets; the others share the default's.
+type policies struct {
+	def   *policy
+	by    map[string]*policy
+	rates *ratelimit.Limiter
+}
+
+func newPolicies(cfg *Config) (*policies, error) {
+	ps := &policies{by: map[string]*policy{}, rates: ratelimit.New()}
+	base := cfg.Namespaces["default"]
+	def, err := ps.resolve(cfg, Namespace{}, base, "default")
+	if err != nil {
+		return nil, err
+	}
+	ps.def = def
+	for name, ns := range cfg.Namespaces {
+		if name == "default" {
+			continue
+		}
+		if p, err := ps.resolve(cfg, base, ns, name); err != nil {
+			return nil, err
+		} else {
+			ps.by[name] = p
+		}
+	}
+	return ps, nil
+}
+
+// get returns the policy of namespace ns. Any goroutine.
+func (ps *policies) get(ns string) *policy {
+	if p := ps.by[ns]; p != nil {
+		return p
+	}
+	return ps.def
+}
+
+func (ps *policies) resolve(cfg *Config, base, ns Namespace, name string) (*policy, error) {
+	pick := func(a, b *int, d int) int {
+		switch {
+		case a != nil:
+			return *a
+		case b != nil:
+			return *b
+		}
+		return d
+	}
+	pickBool := func(a, b *bool, d bool) bool {
+		switch {
+		case a != nil:
+			return *a
+		case b != nil:
+			return *b
+		}
+		return d
+	}
+	p := &policy{limiter: ps.rates}
+	p.shard.History = pick(ns.History, base.History, cfg.History)
+	if p.shard.History == 0 {
+		p.shard.History = -1 // 0 in a policy means none; shard's zero means its default
+	}
+	p.shard.NoAnonRead = !pickBool(ns.AnonymousRead, base.AnonymousRead, true)
+	p.shard.MemberListMax = pick(ns.MemberListMax, base.MemberListMax, 100)
+	if !pickBool(ns.MemberList, base.MemberList, true) || p.shard.MemberListMax == 0 {
+		p.shard.MemberListMax = -1
+	}
+	p.shard.MaxMembers = pick(ns.MaxMembers, base.MaxMembers, 0)
+	p.shard.SlowMode = time.Duration(pick(ns.SlowMode, base.SlowMode, 0)) * time.Second
+	if p.shard.MaxMembers < 0 || p.shard.SlowMode < 0 {
+		return nil, fmt.Errorf("namespace %q: max_members and slow_mode must not be negative", name)
+	}
+	rates := defaultRates(cfg)
+	for _, over := range []map[string]RateLimit{base.RateLimits, ns.RateLimits} {
+		for role, rl := range over {
+			i := roleIndex(role)
+			if sendRoles[i] != role || rl.Rate <= 0 || rl.Burst < 1 {
+				return nil, fmt.Errorf("namespace %q: rate_limits.%s needs a role of %s, rate > 0 and burst >= 1", name, role, strings.Join(sendRoles, ", "))
+			}
+			rates[i] = rl
+		}
+	}
+	if len(ns.RateLimits) > 0 && name != "default" {
+		p.limiter = ratelimit.New()
+	}
+	for _, r := range rates {
+		p.rates = append(p.rates, ratelimit.Limits{Rate: r.Rate, Burst: r.Burst})
+	}
+	return p, nil
+}
+
+// sweep reclaims idle buckets of every namespace.
+func (ps *policies) sweep(now time.Time) {
+	ps.rates.Sweep(now)
+	for _, p := range ps.by {
+		if p.limiter != ps.rates {
+			p.limiter.Sweep(now)
+		}
+	}
+}
+
+// roomAllowed reports whether a token's rooms claim lets its user join room:
+// no claim allows all; a pattern ending in '*' matches by prefix.
+func roomAllowed(patterns []string, room string) bool {
+	if patterns == nil {
+		return true
+	}
+	for _, p := range patterns {
+		if pre, ok := strings.CutSuffix(p, "*"); ok && strings.HasPrefix(room, pre) || p == room {
+			return true
+		}
+	}
+	return false
+}
