@@ -74,6 +74,9 @@ func (s *session) join(c *proto.Command) {
 	case err != nil:
 		s.fail(c.Ref, proto.CodeInternal, "cannot join", c.Room)
 	default:
+		if s.rooms == nil {
+			s.rooms = make(map[string]*shard.Membership, 2)
+		}
 		s.rooms[c.Room] = ms
 		s.joined(c, res)
 	}

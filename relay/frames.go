@@ -139,6 +139,9 @@ func (s *session) frame(h ws.Header, payload []byte) {
 			s.fragOp = 0
 			s.message(op, s.frag)
 			s.frag = s.frag[:0]
+			if cap(s.frag) > 4<<10 {
+				s.frag = nil // idle connections keep no large buffer
+			}
 		}
 	default: // text or binary
 		switch {

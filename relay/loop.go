@@ -70,7 +70,7 @@ func (t tickTask) Run(context.Context) error {
 				_ = s.conn.Close()
 			}
 		case s.state == stateHTTP:
-			if t.now.Sub(s.lastRecv) > handshakeTimeout {
+			if t.now.Sub(s.openedAt) > handshakeTimeout {
 				s.srv.metrics.handshakeFail("timeout")
 				_ = s.conn.Close()
 			}

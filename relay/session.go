@@ -41,7 +41,7 @@ type session struct {
 	lastRecv     time.Time // any bytes received
 	lastPing     time.Time
 	closingSince time.Time
-	rooms        map[string]*shard.Membership
+	rooms        map[string]*shard.Membership // made on the first join
 	joins        ratelimit.Bucket // joins of this connection
 	frag         []byte           // a fragmented message being reassembled
 	fragOp       byte             // its opcode; 0 when none
@@ -93,7 +93,10 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 // frames. It never blocks; an incomplete request or frame waits for more
 // bytes in gnet's inbound buffer. gnet calls it on the loop.
 func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
-	ss := c.Context().(*session)
+	ss, ok := c.Context().(*session)
+	if !ok {
+		return gnet.Close // refused in OnOpen
+	}
 	buf, _ := c.Peek(-1)
 	ss.lastRecv = time.Now()
 	ss.loop.bytesIn.Add(int64(len(buf)))
@@ -117,7 +120,6 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 // open turns the connection into a WebSocket session and says hello.
 func (s *session) open(id *identity, f proto.Format) {
 	s.id, s.format, s.state = id, f, stateOpen
-	s.rooms = make(map[string]*shard.Membership, 2)
 	s.srv.metrics.open(id.anon).Inc()
 	s.srv.metrics.handshakes.Inc()
 	s.srv.metrics.handshake.Observe(time.Since(s.openedAt).Seconds())
