@@ -78,7 +78,7 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /api/publish", s.apiHandler(s.apiPublish))
 	mux.Handle("GET /api/rooms", s.apiHandler(s.apiRooms))
 	mux.Handle("GET /api/rooms/{room}", s.apiHandler(s.apiRoom))
-	mux.Handle("POST /api/mod", s.apiHandler(s.apiMod))
+	mux.Handle("POST /api/mod", s.apiHandler(s.apiModerate))
 	mux.Handle("POST /api/disconnect", s.apiHandler(s.apiDisconnect))
 	mux.Handle("/api/", s.apiHandler(func(*http.Request) (any, error) {
 		return nil, apiErr(http.StatusNotFound, "not_found", "no such API call")
@@ -162,10 +162,6 @@ func (s *Server) apiRoom(r *http.Request) (any, error) {
 	}
 	in := room.Info()
 	return roomJSON{Room: in.Room, Count: in.Count, Seq: in.Seq, Members: in.Members}, nil
-}
-
-func (s *Server) apiMod(*http.Request) (any, error) {
-	return nil, apiErr(http.StatusNotImplemented, string(proto.CodeUnavailable), "moderation is not available on this relay yet")
 }
 
 func (s *Server) apiDisconnect(r *http.Request) (any, error) {

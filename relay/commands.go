@@ -71,6 +71,8 @@ func (s *session) join(c *proto.Command) {
 		s.fail(c.Ref, proto.CodeRoomFull, "room is full", c.Room)
 	case errors.Is(err, shard.ErrNoAnon):
 		s.fail(c.Ref, proto.CodeForbidden, "this room is not open to anonymous viewers", c.Room)
+	case errors.Is(err, shard.ErrBanned):
+		s.fail(c.Ref, proto.CodeBanned, "you are banned from this room", c.Room)
 	case err != nil:
 		s.fail(c.Ref, proto.CodeInternal, "cannot join", c.Room)
 	default:
@@ -138,9 +140,17 @@ func (s *session) send(c *proto.Command) {
 	seq, err := s.srv.hub.Publish(c.Room, &shard.Message{From: s.id.user, Name: s.id.name,
 		Body: c.Body, Badges: s.id.badges, Meta: c.Meta, SlowExempt: s.id.role != roleUser})
 	var slow *shard.SlowModeError
+	var muted *shard.MutedError
 	switch {
 	case errors.As(err, &slow):
 		s.limited(c, "slow_mode", proto.CodeSlowMode, "this room is in slow mode", slow.Retry)
+		return
+	case errors.As(err, &muted):
+		s.srv.metrics.rejected(proto.CodeMuted).Inc()
+		s.reply(&proto.Error{T: proto.TError, Ref: c.Ref, Code: proto.CodeMuted, Message: "you are timed out in this room", RetryMS: ceilMS(muted.Retry), Room: c.Room})
+		return
+	case errors.Is(err, shard.ErrBanned):
+		s.fail(c.Ref, proto.CodeBanned, "you are banned from this room", c.Room)
 		return
 	case err != nil:
 		s.fail(c.Ref, proto.CodeTooLarge, "message does not fit a frame", c.Room)
@@ -164,14 +174,6 @@ func (s *session) limited(c *proto.Command, kind string, code proto.Code, msg st
 	}
 	s.srv.metrics.rejected(code).Inc()
 	s.reply(&proto.Error{T: proto.TError, Ref: c.Ref, Code: code, Message: msg, RetryMS: ceilMS(wait), Room: c.Room})
-}
-
-func (s *session) mod(c *proto.Command) {
-	if s.id.role != roleMod && s.id.role != roleAdmin {
-		s.fail(c.Ref, proto.CodeForbidden, "moderation needs role mod or admin", c.Room)
-		return
-	}
-	s.fail(c.Ref, proto.CodeUnavailable, "moderation is not available on this relay yet", c.Room)
 }
 
 func quote(s string) string {

@@ -30,6 +30,7 @@ type metrics struct {
 	slowConsumers  prometheus.Counter
 	rateLimited    map[string]prometheus.Counter // by kind
 	apiCalls       prometheus.Counter
+	modActions     map[string]prometheus.Counter // by action
 
 	acceptToSequenced prometheus.Histogram
 	fanout            prometheus.Histogram // sequenced to written, for the last loop of a flush
@@ -71,6 +72,13 @@ func newMetrics(s *Server) *metrics {
 	rl := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomcast_ratelimit_hits_total",
 		Help: "Requests refused by a rate limit, by kind."}, []string{"kind"})
 	f(rl)
+	mods := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomcast_moderation_actions_total",
+		Help: "Moderation actions done (WebSocket mod frames and POST /api/mod), by action."}, []string{"action"})
+	f(mods)
+	m.modActions = map[string]prometheus.Counter{}
+	for _, a := range proto.AllActions {
+		m.modActions[a] = mods.WithLabelValues(a)
+	}
 	m.rateLimited = map[string]prometheus.Counter{}
 	for _, k := range rateLimitKinds {
 		m.rateLimited[k] = rl.WithLabelValues(k)

@@ -42,10 +42,10 @@ type session struct {
 	lastPing     time.Time
 	closingSince time.Time
 	rooms        map[string]*shard.Membership // made on the first join
-	joins        ratelimit.Bucket // joins of this connection
-	frag         []byte           // a fragmented message being reassembled
-	fragOp       byte             // its opcode; 0 when none
-	strikes      int              // rate_limited answers in a row
+	joins        ratelimit.Bucket             // joins of this connection
+	frag         []byte                       // a fragmented message being reassembled
+	fragOp       byte                         // its opcode; 0 when none
+	strikes      int                          // rate_limited answers in a row
 }
 
 // OnOpen creates the session of a new connection. gnet calls it on the

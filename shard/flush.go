@@ -48,9 +48,19 @@ func (r *Room) kickLocked() bool {
 			}
 			size += len(it.e.enc[proto.Msgpack])
 			r.dispSeq, r.dispEvn = it.e.msg.Seq, it.e.evn
+			n++
+			if it.e.deleted {
+				continue // deleted before it went out: never sent
+			}
+			it.enc = it.e.enc // the flusher reads these, not e, outside the lock
 			if fl.oldest.IsZero() {
 				fl.oldest = it.e.at
 			}
+			fl.items = append(fl.items, it)
+			continue
+		}
+		if it.c != nil {
+			r.dispEvn = it.c.evn // ordered with the messages, skipped by later joiners alike
 		}
 		fl.items = append(fl.items, it)
 		n++
@@ -78,7 +88,7 @@ func (r *Room) flush() {
 	for {
 		r.encodeFlight()
 		fl := &r.fl
-		if len(fl.targets) > 0 {
+		if len(fl.targets) > 0 && len(fl.parts) > 0 {
 			r.hub.Stats.Flushes.Add(1)
 			r.remaining.Store(int32(len(fl.targets)))
 			for _, lr := range fl.targets {
@@ -135,6 +145,11 @@ func (r *Room) encodeFlight() {
 			i++
 			continue
 		}
+		if c := fl.items[i].c; c != nil {
+			r.addControl(formats, c)
+			i++
+			continue
+		}
 		j := i
 		for j < len(fl.items) && fl.items[j].e != nil && j-i < r.hub.cfg.MaxBatchMsgs {
 			j++
@@ -150,7 +165,7 @@ func (r *Room) addBatch(enc *proto.Encoder, formats proto.Format, items []item) 
 	for f := proto.Format(0); f < formats; f++ {
 		fl.scratch = fl.scratch[:0]
 		for _, it := range items {
-			fl.scratch = append(fl.scratch, it.e.enc[f])
+			fl.scratch = append(fl.scratch, it.enc[f])
 		}
 		pt.off[f] = len(fl.all[f])
 		fl.all[f] = append(fl.all[f], enc.Batch(f, r.name, fl.scratch)...)
@@ -181,6 +196,18 @@ func (r *Room) addPresence(enc *proto.Encoder, formats proto.Format, p *presItem
 	}
 	fl.parts = append(fl.parts, pt)
 	fl.minPres = min(fl.minPres, pt.evn)
+}
+
+func (r *Room) addControl(formats proto.Format, c *ctrlItem) {
+	fl := &r.fl
+	pt := part{evn: c.evn}
+	for f := proto.Format(0); f < formats; f++ {
+		pt.off[f] = len(fl.all[f])
+		fl.all[f] = append(fl.all[f], c.frame[f]...)
+		pt.end[f] = len(fl.all[f])
+	}
+	fl.parts = append(fl.parts, pt)
+	fl.minMsg = min(fl.minMsg, pt.evn)
 }
 
 // Run writes the flight to this loop's members. It runs on the loop.

@@ -52,7 +52,8 @@ type Room struct {
 	jsonCount  int       // of which use the JSON format
 	users      map[string]*user
 	emptySince time.Time
-	countDirty bool                 // a count change awaits the periodic presence
+	countDirty bool // a count change awaits the periodic presence
+	mod        moderation
 	slow       time.Duration        // slow mode; zero is off
 	lastSent   map[string]time.Time // by user, while in slow mode
 
@@ -68,10 +69,11 @@ type user struct {
 
 // entry is one sequenced message, encoded once per format in use.
 type entry struct {
-	msg proto.Message
-	enc [proto.NumFormats][]byte
-	evn uint64
-	at  time.Time // when it was sequenced
+	msg     proto.Message
+	enc     [proto.NumFormats][]byte
+	evn     uint64
+	at      time.Time // when it was sequenced
+	deleted bool      // by moderation: never replayed; its body and encodings are dropped
 }
 
 // presItem is one presence event not yet written.
@@ -82,10 +84,19 @@ type presItem struct {
 	leaves []string
 }
 
-// item is a pending event: a message or a presence event.
+// item is a pending event: a message, a presence event, or a control event
+// (delete, clear) ordered with the messages.
 type item struct {
-	e *entry
-	p *presItem
+	e   *entry
+	p   *presItem
+	c   *ctrlItem
+	enc [proto.NumFormats][]byte // e's encodings, taken under the lock when the item is handed out
+}
+
+// ctrlItem is a control event, encoded when it is queued.
+type ctrlItem struct {
+	evn   uint64
+	frame [proto.NumFormats][]byte
 }
 
 // loopRoom is the part of a room held by one event loop.
@@ -228,6 +239,8 @@ func (r *Room) admitLocked(req *JoinRequest) error {
 		return errRoomGone
 	case req.Anon && r.policy.NoAnonRead:
 		return ErrNoAnon
+	case !req.Anon && r.isBannedLocked(req.User):
+		return ErrBanned
 	case r.policy.MaxMembers > 0 && r.count >= r.policy.MaxMembers:
 		return ErrRoomFull
 	}
@@ -265,27 +278,40 @@ func (r *Room) membersLocked() []proto.Member {
 // last dispatched seq (later ones reach it through the flush).
 func (r *Room) historyLocked(f proto.Format, req *JoinRequest) ([][]byte, bool) {
 	n := r.historyLenLocked()
-	want, gap := req.History, false
+	from, gap := r.latestLocked(n, req.History), false
 	if req.HasSince {
 		oldest := r.dispSeq + 1 // with nothing kept, everything after since aged out
 		if n > 0 {
 			oldest = r.at(0).msg.Seq
 		}
-		switch {
-		case req.Since > r.seq || req.Since+1 < oldest:
+		if req.Since > r.seq || req.Since+1 < oldest {
 			gap = true // the room restarted, or messages aged out: the latest ones
-		default:
-			want = n - r.keptAfterLocked(req.Since, n)
+		} else {
+			from = r.keptAfterLocked(req.Since, n)
 		}
 	}
-	if want < 0 || want > n {
-		want = n
-	}
-	out := make([][]byte, 0, want)
-	for i := n - want; i < n; i++ {
-		out = append(out, r.at(i).enc[f])
+	out := make([][]byte, 0, n-from)
+	for i := from; i < n; i++ {
+		if e := r.at(i); !e.deleted {
+			out = append(out, e.enc[f])
+		}
 	}
 	return out, gap
+}
+
+// latestLocked returns the index from which the n oldest kept messages hold
+// the latest want that are not deleted (all if want is negative).
+func (r *Room) latestLocked(n, want int) int {
+	if want < 0 {
+		return 0
+	}
+	i := n
+	for ; i > 0 && want > 0; i-- {
+		if !r.at(i - 1).deleted {
+			want--
+		}
+	}
+	return i
 }
 
 // keptAfterLocked returns the index of the first of the n oldest kept
@@ -386,12 +412,13 @@ func (r *Room) reapable(cutoff time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.hub.cfg.Now()
+	r.mod.pruneLocked(now)
 	for u, t := range r.lastSent {
 		if now.Sub(t) >= r.slow {
 			delete(r.lastSent, u) // slow mode has nothing left to say about u
 		}
 	}
-	if r.count > 0 || r.inFlight || len(r.pending) > 0 || r.emptySince.After(cutoff) {
+	if r.count > 0 || r.inFlight || len(r.pending) > 0 || r.emptySince.After(cutoff) || len(r.mod.bans) > 0 {
 		return false
 	}
 	r.dead = true
@@ -460,13 +487,17 @@ func (r *Room) publish(m *Message) (uint64, error) {
 		return 0, errRoomGone
 	}
 	now := r.hub.cfg.Now()
-	if err := r.slowLocked(m, now); err != nil {
+	err := r.checkSenderLocked(m.From, now)
+	if err == nil {
+		err = r.slowLocked(m, now)
+	}
+	if err != nil {
 		r.mu.Unlock()
 		return 0, err
 	}
 	msg := proto.Message{Seq: r.seq + 1, TS: now.UnixMilli(), From: m.From, Name: m.Name,
 		Body: m.Body, Badges: m.Badges, Meta: m.Meta}
-	err := r.sequenceLocked(&msg, true)
+	err = r.sequenceLocked(&msg, true)
 	kick := err == nil && r.kickLocked()
 	r.mu.Unlock()
 	if kick {

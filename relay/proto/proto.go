@@ -58,6 +58,19 @@ const (
 	TMod   = "mod"
 )
 
+// Moderation actions of mod frames and POST /api/mod.
+const (
+	ActDelete  = "delete"
+	ActTimeout = "timeout"
+	ActBan     = "ban"
+	ActUnban   = "unban"
+	ActSlow    = "slow"
+	ActClear   = "clear"
+)
+
+// AllActions lists the moderation actions.
+var AllActions = []string{ActDelete, ActTimeout, ActBan, ActUnban, ActSlow, ActClear}
+
 // Server-to-client frame types.
 const (
 	THello    = "hello"
@@ -212,6 +225,19 @@ type Kicked struct {
 	T      string `msgpack:"t" json:"t"`
 	Room   string `msgpack:"room" json:"room"`
 	Reason string `msgpack:"reason" json:"reason"`
+}
+
+// Delete tells members a message was removed by a moderator.
+type Delete struct {
+	T    string `msgpack:"t" json:"t"`
+	Room string `msgpack:"room" json:"room"`
+	Seq  uint64 `msgpack:"seq" json:"seq"`
+}
+
+// Clear tells members every message of the room was removed.
+type Clear struct {
+	T    string `msgpack:"t" json:"t"`
+	Room string `msgpack:"room" json:"room"`
 }
 
 // Error is a reply error. It never closes the connection.

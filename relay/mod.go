@@ -1,0 +1,150 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/roomcast/roomcast/relay/proto"
+)
+
+// modRequest is one moderation action, from a mod frame or POST /api/mod.
+type modRequest struct {
+	Room   string `json:"room"`
+	Action string `json:"action"`
+	User   string `json:"user"`
+	Secs   int64  `json:"secs"`
+	Seq    uint64 `json:"seq"`
+}
+
+// modError is a refused moderation action: a protocol code and an HTTP status.
+type modError struct {
+	code   proto.Code
+	status int
+	msg    string
+}
+
+func (e *modError) Error() string { return e.msg }
+
+func badMod(msg string) error {
+	return &modError{code: proto.CodeBadRequest, status: http.StatusBadRequest, msg: msg}
+}
+
+// maxTimeout bounds timeout and slow mode durations.
+const maxTimeout = 14 * 24 * 3600
+
+// moderate runs one action on behalf of actor (a user id, or "api").
+// Any goroutine.
+func (s *Server) moderate(req modRequest, actor string) error {
+	if !proto.ValidRoom(req.Room) {
+		return &modError{code: proto.CodeBadRoom, status: http.StatusBadRequest, msg: "bad room name"}
+	}
+	if req.Secs < 0 || req.Secs > maxTimeout {
+		return badMod("secs must be between 0 and 14 days")
+	}
+	room := s.hub.Room(req.Room)
+	switch req.Action {
+	case proto.ActDelete:
+		if req.Seq == 0 {
+			return badMod("delete needs seq")
+		}
+		if !room.Delete(req.Seq) {
+			return badMod("no such message in the room's history")
+		}
+	case proto.ActTimeout, proto.ActBan, proto.ActUnban:
+		if req.User == "" {
+			return badMod(req.Action + " needs user")
+		}
+		switch req.Action {
+		case proto.ActTimeout:
+			if req.Secs == 0 {
+				return badMod("timeout needs secs")
+			}
+			room.Timeout(req.User, time.Duration(req.Secs)*time.Second)
+		case proto.ActBan:
+			room.Ban(req.User)
+			s.kick(req.Room, req.User, "banned")
+		default:
+			room.Unban(req.User)
+		}
+	case proto.ActSlow:
+		room.SetSlowMode(time.Duration(req.Secs) * time.Second)
+	case proto.ActClear:
+		room.Clear()
+	default:
+		return badMod("unknown action: use delete, timeout, ban, unban, slow or clear")
+	}
+	s.metrics.modActions[req.Action].Inc()
+	s.cfg.Logger.Info("moderation", "actor", actor, "room", req.Room, "action", req.Action,
+		"user", req.User, "secs", req.Secs, "seq", req.Seq)
+	return nil
+}
+
+// kick removes every connection of user from room, telling each with a
+// kicked event. Any goroutine.
+func (s *Server) kick(room, user, reason string) {
+	s.usersMu.Lock()
+	list := make([]*session, 0, len(s.users[user]))
+	for ss := range s.users[user] {
+		list = append(list, ss)
+	}
+	s.usersMu.Unlock()
+	for _, ss := range list {
+		_ = ss.loop.el.Execute(context.Background(), kickTask{ss, room, reason})
+	}
+}
+
+type kickTask struct {
+	s            *session
+	room, reason string
+}
+
+func (t kickTask) Run(context.Context) error {
+	ms := t.s.rooms[t.room]
+	if ms == nil || t.s.state != stateOpen {
+		return nil
+	}
+	delete(t.s.rooms, t.room)
+	ms.Leave()
+	t.s.reply(&proto.Kicked{T: proto.TKicked, Room: t.room, Reason: t.reason})
+	return nil
+}
+
+// mod runs a mod frame.
+func (s *session) mod(c *proto.Command) {
+	if s.id.role != roleMod && s.id.role != roleAdmin {
+		s.fail(c.Ref, proto.CodeForbidden, "moderation needs role mod or admin", c.Room)
+		return
+	}
+	if !roomAllowed(s.id.rooms, c.Room) {
+		s.fail(c.Ref, proto.CodeForbidden, "your token does not allow this room", c.Room)
+		return
+	}
+	err := s.srv.moderate(modRequest{Room: c.Room, Action: c.Action, User: c.User, Secs: c.Secs, Seq: c.Seq}, s.id.user)
+	var me *modError
+	switch {
+	case errors.As(err, &me):
+		s.fail(c.Ref, me.code, me.msg, c.Room)
+	case err != nil:
+		s.fail(c.Ref, proto.CodeInternal, err.Error(), c.Room)
+	case c.Ref != 0:
+		s.reply(&proto.Ack{T: proto.TAck, Ref: c.Ref, Room: c.Room})
+	}
+}
+
+func (s *Server) apiModerate(r *http.Request) (any, error) {
+	var req modRequest
+	if err := decodeBody(r, &req); err != nil {
+		return nil, err
+	}
+	err := s.moderate(req, "api")
+	var me *modError
+	if errors.As(err, &me) {
+		return nil, apiErr(me.status, string(me.code), me.msg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return map[string]bool{"ok": true}, nil
+}
