@@ -84,9 +84,10 @@ func (b *Bucket) Take(lim Limits, now time.Time) (bool, time.Duration) {
 
 func (b *Bucket) refill(lim Limits, now time.Time) {
 	if el := now.Sub(b.last); el > 0 {
-		b.tokens = math.Min(float64(lim.Burst), b.tokens+el.Seconds()*lim.Rate)
+		b.tokens += el.Seconds() * lim.Rate
 		b.last = now
 	}
+	b.tokens = math.Min(float64(lim.Burst), b.tokens) // also when the burst was just lowered
 }
 
 // Sweep drops the buckets that are full again at time now: forgetting them

@@ -64,7 +64,7 @@ func (s *Server) requireKey(h http.Handler) http.Handler {
 			writeJSON(w, http.StatusForbidden, map[string]any{"error": apiErr(http.StatusForbidden, "forbidden", "the admin API is off: start the relay with -api-key")})
 			return
 		}
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		got, ok := bearer(r.Header.Get("Authorization"))
 		if !ok || subtle.ConstantTimeCompare([]byte(got), key) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="roomcast"`)
 			writeJSON(w, http.StatusUnauthorized, map[string]any{"error": apiErr(http.StatusUnauthorized, "unauthorized", "missing or wrong API key")})
@@ -101,6 +101,9 @@ func decodeBody(r *http.Request, v any) error {
 			return apiErr(http.StatusRequestEntityTooLarge, string(proto.CodeTooLarge), "request body over 64 KiB")
 		}
 		return apiErr(http.StatusBadRequest, string(proto.CodeBadRequest), "cannot decode JSON body: "+err.Error())
+	}
+	if dec.More() {
+		return apiErr(http.StatusBadRequest, string(proto.CodeBadRequest), "the body holds more than one JSON value")
 	}
 	return nil
 }
@@ -248,4 +251,13 @@ type closeTask struct {
 func (t closeTask) Run(context.Context) error {
 	t.s.close(t.code, t.reason)
 	return nil
+}
+
+// bearer returns the credentials of an "Authorization: Bearer" header (the
+// scheme is case-insensitive).
+func bearer(h string) (string, bool) {
+	if len(h) < 7 || !strings.EqualFold(h[:7], "bearer ") {
+		return "", false
+	}
+	return strings.TrimSpace(h[7:]), true
 }

@@ -56,7 +56,7 @@ func (u *upgrade) onRequest(uri []byte) error {
 	}
 	u.path = p.Path
 	if u.path != "/ws" {
-		return u.rejectWith("not_found", http.StatusNotFound, "not found: the WebSocket endpoint is /ws")
+		return u.rejectWith("not_found", http.StatusNotFound, "not found: the endpoints are /ws, /sse and /overlay")
 	}
 	u.token = p.Query().Get("token")
 	return nil
@@ -67,9 +67,8 @@ func (u *upgrade) onHeader(key, value []byte) error {
 		u.origin = string(value)
 	}
 	if bytes.EqualFold(key, []byte("Authorization")) {
-		v := string(value)
-		if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
-			u.token = strings.TrimSpace(v[7:])
+		if tok, ok := bearer(string(value)); ok {
+			u.token = tok
 		}
 	}
 	return nil
@@ -132,6 +131,10 @@ func (s *session) handshake(buf []byte) int {
 		s.write([]byte(tooLargeResponse))
 		s.abort()
 		return len(buf)
+	}
+	if plainHTTP(buf[:n]) {
+		s.serveHTTP(buf[:n])
+		return len(buf) // a plain GET: nothing more is read
 	}
 	u := &s.loop.up
 	u.reset(buf[:n])

@@ -74,6 +74,11 @@ func (t tickTask) Run(context.Context) error {
 				s.srv.metrics.handshakeFail("timeout")
 				_ = s.conn.Close()
 			}
+		case s.sse: // readers of a stream send nothing: keep it alive instead
+			if t.now.Sub(s.lastPing) >= min(cfg.PingInterval, sseKeepAlive) {
+				s.lastPing = t.now
+				s.write(sseComment)
+			}
 		case t.now.Sub(s.lastRecv) > cfg.IdleTimeout:
 			s.close(proto.CloseIdle, "idle timeout")
 		case t.now.Sub(s.lastPing) >= cfg.PingInterval:

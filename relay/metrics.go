@@ -23,6 +23,7 @@ type metrics struct {
 	handshakeFails map[string]prometheus.Counter
 	openUser       prometheus.Gauge
 	openAnon       prometheus.Gauge
+	openSSE        prometheus.Gauge
 	framesIn       prometheus.Counter // whole data messages received
 	sendsAccepted  prometheus.Counter
 	rejectedBy     map[proto.Code]prometheus.Counter
@@ -106,6 +107,7 @@ func newMetrics(s *Server) *metrics {
 		Help: "Open WebSocket connections, by kind and whether anonymous."}, []string{"kind", "anonymous"})
 	f(open)
 	m.openUser, m.openAnon = open.WithLabelValues("ws", "false"), open.WithLabelValues("ws", "true")
+	m.openSSE = open.WithLabelValues("sse", "any")
 
 	st := &s.hub.Stats
 	gauge := func(name, help string, fn func() float64) {
@@ -119,7 +121,7 @@ func newMetrics(s *Server) *metrics {
 	cfunc("roomcast_messages_sequenced_total", "Messages given a seq (clients and API).", func() float64 { return float64(st.Messages.Load()) })
 	cfunc("roomcast_deliveries_total", "Messages written to members (a batch of n to m members counts n*m).", func() float64 { return float64(st.Deliveries.Load()) })
 	cfunc("roomcast_member_writes_total", "Writes of room frames to members.", func() float64 { return float64(st.Writes.Load()) })
-	cfunc("roomcast_batches_total", "Batch frames built (each once per wire format in use).", func() float64 { return float64(st.Batches.Load()) })
+	cfunc("roomcast_batches_total", "Batches built (each counted once, however many wire formats it is encoded in).", func() float64 { return float64(st.Batches.Load()) })
 	cfunc("roomcast_flushes_total", "Room flushes handed to the event loops.", func() float64 { return float64(st.Flushes.Load()) })
 	cfunc("roomcast_bytes_received_total", "Bytes read from public connections.", func() float64 { return float64(s.sumLoops(func(l *loop) int64 { return l.bytesIn.Load() })) })
 	cfunc("roomcast_bytes_sent_total", "Bytes written to public connections.", func() float64 { return float64(s.sumLoops(func(l *loop) int64 { return l.bytesOut.Load() })) })

@@ -43,41 +43,51 @@ func (s *Server) moderate(req modRequest, actor string) error {
 	if req.Secs < 0 || req.Secs > maxTimeout {
 		return badMod("secs must be between 0 and 14 days")
 	}
-	room := s.hub.Room(req.Room)
+	if err := checkMod(req); err != nil {
+		return err
+	}
+	room := s.hub.Room(req.Room) // created if need be: a ban may come before the user does
+	switch req.Action {
+	case proto.ActDelete:
+		if !room.Delete(req.Seq) {
+			return badMod("no such message in the room's history")
+		}
+	case proto.ActTimeout:
+		room.Timeout(req.User, time.Duration(req.Secs)*time.Second)
+	case proto.ActBan:
+		room.Ban(req.User)
+		s.kick(req.Room, req.User, "banned")
+	case proto.ActUnban:
+		room.Unban(req.User)
+	case proto.ActSlow:
+		room.SetSlowMode(time.Duration(req.Secs) * time.Second)
+	case proto.ActClear:
+		room.Clear()
+	}
+	s.metrics.modActions[req.Action].Inc()
+	s.cfg.Logger.Info("moderation", "actor", actor, "room", req.Room, "action", req.Action,
+		"user", req.User, "secs", req.Secs, "seq", req.Seq)
+	return nil
+}
+
+// checkMod checks that an action has the fields it needs.
+func checkMod(req modRequest) error {
 	switch req.Action {
 	case proto.ActDelete:
 		if req.Seq == 0 {
 			return badMod("delete needs seq")
 		}
-		if !room.Delete(req.Seq) {
-			return badMod("no such message in the room's history")
-		}
 	case proto.ActTimeout, proto.ActBan, proto.ActUnban:
 		if req.User == "" {
 			return badMod(req.Action + " needs user")
 		}
-		switch req.Action {
-		case proto.ActTimeout:
-			if req.Secs == 0 {
-				return badMod("timeout needs secs")
-			}
-			room.Timeout(req.User, time.Duration(req.Secs)*time.Second)
-		case proto.ActBan:
-			room.Ban(req.User)
-			s.kick(req.Room, req.User, "banned")
-		default:
-			room.Unban(req.User)
+		if req.Action == proto.ActTimeout && req.Secs == 0 {
+			return badMod("timeout needs secs")
 		}
-	case proto.ActSlow:
-		room.SetSlowMode(time.Duration(req.Secs) * time.Second)
-	case proto.ActClear:
-		room.Clear()
+	case proto.ActSlow, proto.ActClear:
 	default:
 		return badMod("unknown action: use delete, timeout, ban, unban, slow or clear")
 	}
-	s.metrics.modActions[req.Action].Inc()
-	s.cfg.Logger.Info("moderation", "actor", actor, "room", req.Room, "action", req.Action,
-		"user", req.User, "secs", req.Secs, "seq", req.Seq)
 	return nil
 }
 

@@ -34,6 +34,7 @@ type session struct {
 	format    proto.Format
 	ip        netip.Addr
 	ipCounted bool // counted by Server.ips; released in OnClose
+	sse       bool // an /sse stream, not a WebSocket
 
 	// Owned by the event loop.
 	openedAt     time.Time // accepted
@@ -46,6 +47,7 @@ type session struct {
 	frag         []byte                       // a fragmented message being reassembled
 	fragOp       byte                         // its opcode; 0 when none
 	strikes      int                          // rate_limited answers in a row
+	unread       int                          // bytes gnet still holds from the last OnTraffic
 }
 
 // OnOpen creates the session of a new connection. gnet calls it on the
@@ -76,7 +78,11 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 		delete(ss.rooms, name)
 		ms.Leave()
 	}
-	if ss.id != nil {
+	switch {
+	case ss.sse:
+		s.metrics.openSSE.Dec()
+		s.forget(ss)
+	case ss.id != nil:
 		s.metrics.open(ss.id.anon).Dec()
 		s.forget(ss)
 	}
@@ -99,7 +105,7 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	}
 	buf, _ := c.Peek(-1)
 	ss.lastRecv = time.Now()
-	ss.loop.bytesIn.Add(int64(len(buf)))
+	ss.loop.bytesIn.Add(int64(len(buf) - ss.unread)) // bytes left from the last call were counted then
 	used := 0
 	if ss.state == stateHTTP {
 		used = ss.handshake(buf)
@@ -113,6 +119,7 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	if used > 0 { // Discard(0) would discard everything
 		_, _ = c.Discard(used)
 	}
+	ss.unread = len(buf) - used
 	ss.loop.busy.Add(int64(time.Since(ss.lastRecv)))
 	return gnet.None
 }
@@ -169,6 +176,10 @@ func (s *session) close(code proto.CloseCode, reason string) {
 	s.state = stateClosing
 	s.closingSince = s.loop.now
 	s.srv.metrics.disconnect(code).Inc()
+	if s.sse { // an event stream has no close frame
+		_ = s.conn.Close()
+		return
+	}
 	s.write(proto.CloseFrame(code, reason))
 	if s.conn.OutboundBuffered() > 0 {
 		_ = s.conn.Close() // a slow reader: do not wait for it

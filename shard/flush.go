@@ -12,7 +12,7 @@ import (
 // time, so its buffers are reused from one flight to the next.
 type flight struct {
 	items   []item
-	json    bool
+	formats [proto.NumFormats]bool // formats in use when the flight started
 	targets []*loopRoom
 
 	all     [proto.NumFormats][]byte // every frame of the flight, back to back
@@ -71,7 +71,9 @@ func (r *Room) kickLocked() bool {
 	if r.open != nil && n > 0 {
 		r.open = nil // handed out: later leaves start a new event
 	}
-	fl.json = r.jsonCount > 0
+	for f := range fl.formats {
+		fl.formats[f] = f == int(proto.Msgpack) || r.fmtCount[f] > 0
+	}
 	fl.targets = fl.targets[:0]
 	for i := range r.loops {
 		if r.loops[i].count > 0 {
@@ -131,22 +133,18 @@ func (r *Room) encodeFlight() {
 	fl := &r.fl
 	enc := r.hub.getEncoder()
 	defer r.hub.putEncoder(enc)
-	formats := proto.Format(1)
-	if fl.json {
-		formats = proto.NumFormats
-	}
 	for f := range fl.all {
 		fl.all[f] = fl.all[f][:0]
 	}
 	fl.parts, fl.minMsg, fl.minPres, fl.msgs = fl.parts[:0], maxEvn, maxEvn, 0
 	for i := 0; i < len(fl.items); {
 		if p := fl.items[i].p; p != nil {
-			r.addPresence(enc, formats, p)
+			r.addPresence(enc, p)
 			i++
 			continue
 		}
 		if c := fl.items[i].c; c != nil {
-			r.addControl(formats, c)
+			r.addControl(c)
 			i++
 			continue
 		}
@@ -154,15 +152,18 @@ func (r *Room) encodeFlight() {
 		for j < len(fl.items) && fl.items[j].e != nil && j-i < r.hub.cfg.MaxBatchMsgs {
 			j++
 		}
-		r.addBatch(enc, formats, fl.items[i:j])
+		r.addBatch(enc, fl.items[i:j])
 		i = j
 	}
 }
 
-func (r *Room) addBatch(enc *proto.Encoder, formats proto.Format, items []item) {
+func (r *Room) addBatch(enc *proto.Encoder, items []item) {
 	fl := &r.fl
 	pt := part{evn: items[len(items)-1].e.evn, msgs: int64(len(items))}
-	for f := proto.Format(0); f < formats; f++ {
+	for f := proto.Format(0); f < proto.NumFormats; f++ {
+		if !fl.formats[f] {
+			continue
+		}
 		fl.scratch = fl.scratch[:0]
 		for _, it := range items {
 			fl.scratch = append(fl.scratch, it.enc[f])
@@ -181,11 +182,14 @@ func (r *Room) addBatch(enc *proto.Encoder, formats proto.Format, items []item) 
 	}
 }
 
-func (r *Room) addPresence(enc *proto.Encoder, formats proto.Format, p *presItem) {
+func (r *Room) addPresence(enc *proto.Encoder, p *presItem) {
 	fl := &r.fl
 	pt := part{evn: p.evn, pres: true}
 	ev := proto.Presence{T: proto.TPresence, Room: r.name, Count: p.count, Joins: p.joins, Leaves: p.leaves}
-	for f := proto.Format(0); f < formats; f++ {
+	for f := proto.Format(0); f < proto.NumFormats; f++ {
+		if !fl.formats[f] {
+			continue
+		}
 		b, err := enc.Frame(f, &ev)
 		if err != nil {
 			continue // plain strings and ints always encode
@@ -198,10 +202,13 @@ func (r *Room) addPresence(enc *proto.Encoder, formats proto.Format, p *presItem
 	fl.minPres = min(fl.minPres, pt.evn)
 }
 
-func (r *Room) addControl(formats proto.Format, c *ctrlItem) {
+func (r *Room) addControl(c *ctrlItem) {
 	fl := &r.fl
 	pt := part{evn: c.evn}
-	for f := proto.Format(0); f < formats; f++ {
+	for f := proto.Format(0); f < proto.NumFormats; f++ {
+		if !fl.formats[f] {
+			continue
+		}
 		pt.off[f] = len(fl.all[f])
 		fl.all[f] = append(fl.all[f], c.frame[f]...)
 		pt.end[f] = len(fl.all[f])

@@ -38,18 +38,18 @@ type Room struct {
 	listMax int
 
 	mu         sync.Mutex
-	dead       bool      // dropped from the hub; callers fetch a new room
-	seq        uint64    // last seq given out
-	evn        uint64    // last event number given out
-	dispSeq    uint64    // last seq handed to the loops
-	dispEvn    uint64    // evn of the last message handed to the loops
-	ring       []*entry  // history, oldest at ring[head]
-	head       int       //
-	pending    []item    // events not yet handed to the loops
-	open       *presItem // the pending presence event that may still take leaves
-	inFlight   bool      // a flush is being written by the loops
-	count      int       // connections joined
-	jsonCount  int       // of which use the JSON format
+	dead       bool                  // dropped from the hub; callers fetch a new room
+	seq        uint64                // last seq given out
+	evn        uint64                // last event number given out
+	dispSeq    uint64                // last seq handed to the loops
+	dispEvn    uint64                // evn of the last message handed to the loops
+	ring       []*entry              // history, oldest at ring[head]
+	head       int                   //
+	pending    []item                // events not yet handed to the loops
+	open       *presItem             // the pending presence event that may still take leaves
+	inFlight   bool                  // a flush is being written by the loops
+	count      int                   // connections joined
+	fmtCount   [proto.NumFormats]int // of which use each format
 	users      map[string]*user
 	emptySince time.Time
 	countDirty bool // a count change awaits the periodic presence
@@ -201,11 +201,8 @@ func (r *Room) join(req *JoinRequest) (*Membership, JoinResult, error) {
 	lr.count++
 	r.count++
 	r.hub.Stats.Members.Add(1)
-	if req.Format == proto.JSON {
-		r.jsonCount++
-		if r.jsonCount == 1 {
-			r.encodeJSONLocked()
-		}
+	if r.fmtCount[req.Format]++; r.fmtCount[req.Format] == 1 && req.Format != proto.Msgpack {
+		r.encodeFormatLocked(req.Format)
 	}
 	newUser := false
 	if !req.Anon {
@@ -346,9 +343,7 @@ func (ms *Membership) Leave() {
 	lr.count--
 	r.count--
 	r.hub.Stats.Members.Add(-1)
-	if ms.format == proto.JSON {
-		r.jsonCount--
-	}
+	r.fmtCount[ms.format]--
 	gone := ""
 	if u := r.users[ms.user]; !ms.anon && u != nil {
 		if u.conns--; u.conns == 0 {
@@ -537,9 +532,11 @@ func (r *Room) sequenceLocked(msg *proto.Message, toBus bool) error {
 	if err := r.encodeLocked(enc, e, proto.Msgpack); err != nil {
 		return err
 	}
-	if r.jsonCount > 0 {
-		if err := r.encodeLocked(enc, e, proto.JSON); err != nil {
-			return err
+	for f := proto.JSON; f < proto.NumFormats; f++ {
+		if r.fmtCount[f] > 0 {
+			if err := r.encodeLocked(enc, e, f); err != nil {
+				return err
+			}
 		}
 	}
 	if len(e.enc[proto.Msgpack]) > r.hub.cfg.MaxBatchBytes {
@@ -578,19 +575,19 @@ func (r *Room) keepLocked(e *entry) {
 	}
 }
 
-// encodeJSONLocked encodes in JSON every kept or pending message that is not
-// yet, when the room's first JSON member joins.
-func (r *Room) encodeJSONLocked() {
+// encodeFormatLocked encodes in format f every kept or pending message that
+// is not yet, when the room's first member of that format joins.
+func (r *Room) encodeFormatLocked(f proto.Format) {
 	enc := r.hub.getEncoder()
 	defer r.hub.putEncoder(enc)
 	for _, e := range r.ring {
-		if e.enc[proto.JSON] == nil {
-			_ = r.encodeLocked(enc, e, proto.JSON) // it encoded as msgpack, so it encodes as JSON
+		if e.enc[f] == nil && !e.deleted {
+			_ = r.encodeLocked(enc, e, f) // it encoded as msgpack, so it encodes as f
 		}
 	}
 	for _, it := range r.pending {
-		if it.e != nil && it.e.enc[proto.JSON] == nil {
-			_ = r.encodeLocked(enc, it.e, proto.JSON)
+		if it.e != nil && it.e.enc[f] == nil && !it.e.deleted {
+			_ = r.encodeLocked(enc, it.e, f)
 		}
 	}
 }

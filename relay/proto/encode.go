@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	"github.com/gobwas/ws"
 	"github.com/vmihailenco/msgpack/v5"
@@ -53,6 +54,9 @@ func (a *appender) WriteString(s string) (int, error) {
 // Frame encodes v (one of this package's frame structs) in format f and
 // returns the whole WebSocket frame.
 func (e *Encoder) Frame(f Format, v any) ([]byte, error) {
+	if f == SSE {
+		return e.event(eventName(v), v)
+	}
 	e.buf = e.buf[:maxHeader]
 	if err := e.value(f, v); err != nil {
 		return nil, err
@@ -63,6 +67,9 @@ func (e *Encoder) Frame(f Format, v any) ([]byte, error) {
 // Payload encodes v in format f without a frame header (messages kept in
 // history, then spliced into batch and joined frames).
 func (e *Encoder) Payload(f Format, v any) ([]byte, error) {
+	if m, ok := v.(*Message); ok && f == SSE {
+		return e.message(m)
+	}
 	e.buf = e.buf[:0]
 	if err := e.value(f, v); err != nil {
 		return nil, err
@@ -71,7 +78,7 @@ func (e *Encoder) Payload(f Format, v any) ([]byte, error) {
 }
 
 func (e *Encoder) value(f Format, v any) error {
-	if f == JSON {
+	if f != Msgpack {
 		if err := e.js.Encode(v); err != nil {
 			return fmt.Errorf("cannot encode %T as JSON: %w", v, err)
 		}
@@ -88,6 +95,13 @@ func (e *Encoder) value(f Format, v any) error {
 // messages already encoded in format f. The bytes are valid until the next
 // call.
 func (e *Encoder) Batch(f Format, room string, msgs [][]byte) []byte {
+	if f == SSE { // one event per message, already encoded as such
+		e.buf = e.buf[:0]
+		for _, m := range msgs {
+			e.buf = append(e.buf, m...)
+		}
+		return e.buf
+	}
 	e.buf = e.buf[:maxHeader]
 	if f == JSON {
 		e.buf = append(e.buf, `{"t":"batch","room":`...)
@@ -176,4 +190,46 @@ func AppendFrame(dst []byte, op ws.OpCode, payload []byte) []byte {
 // CloseFrame returns a close frame with code and a short reason.
 func CloseFrame(code CloseCode, reason string) []byte {
 	return AppendFrame(nil, ws.OpClose, ws.NewCloseFrameBody(ws.StatusCode(code), reason))
+}
+
+// event encodes v as one Server-Sent Event named name, with the JSON of v
+// as its data (JSON has no raw newline, so one data line suffices).
+func (e *Encoder) event(name string, v any) ([]byte, error) {
+	e.buf = append(e.buf[:0], "event: "...)
+	e.buf = append(e.buf, name...)
+	e.buf = append(e.buf, "\ndata: "...)
+	if err := e.value(JSON, v); err != nil {
+		return nil, err
+	}
+	e.buf = append(e.buf, "\n\n"...)
+	return e.buf, nil
+}
+
+// message encodes a message as a Server-Sent Event: id, event msg, data.
+func (e *Encoder) message(m *Message) ([]byte, error) {
+	e.buf = append(e.buf[:0], "id: "...)
+	e.buf = strconv.AppendUint(e.buf, m.Seq, 10)
+	e.buf = append(e.buf, "\nevent: msg\ndata: "...)
+	if err := e.value(JSON, m); err != nil {
+		return nil, err
+	}
+	e.buf = append(e.buf, "\n\n"...)
+	return e.buf, nil
+}
+
+// eventName is the SSE event name of a frame struct.
+func eventName(v any) string {
+	switch v.(type) {
+	case *Presence:
+		return TPresence
+	case *Delete:
+		return TDelete
+	case *Clear:
+		return TClear
+	case *Kicked:
+		return TKicked
+	case *Error:
+		return TError
+	}
+	return "message"
 }

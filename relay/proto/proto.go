@@ -34,17 +34,23 @@ const (
 // Format is the encoding a connection negotiated.
 type Format uint8
 
-// The wire formats.
+// The wire formats. SSE is the Server-Sent Events stream of /sse: one
+// event per message ("id: <seq>", "event: msg", "data: <JSON>"), and the
+// other frames as "event: <t>" with the JSON frame as data.
 const (
 	Msgpack Format = iota
 	JSON
+	SSE
 	NumFormats
 )
 
 // String returns the subprotocol name of f.
 func (f Format) String() string {
-	if f == JSON {
+	switch f {
+	case JSON:
 		return SubprotocolJSON
+	case SSE:
+		return "sse"
 	}
 	return SubprotocolMsgpack
 }
