@@ -11,6 +11,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/panjf2000/gnet/v2"
+
 	"github.com/roomcast/roomcast/relay/proto"
 	"github.com/roomcast/roomcast/shard"
 )
@@ -229,6 +231,12 @@ func (s *Server) forget(ss *session) {
 // disconnectUser closes every connection of user with code, each on its own
 // loop, and returns how many there were. Any goroutine.
 func (s *Server) disconnectUser(user string, code proto.CloseCode, reason string) int {
+	return s.onSessionsOf(user, func(ss *session) gnet.Runnable { return closeTask{ss, code, reason} })
+}
+
+// onSessionsOf runs the task task(ss) on the loop of each open session of
+// user, and returns how many there were. Any goroutine.
+func (s *Server) onSessionsOf(user string, task func(*session) gnet.Runnable) int {
 	s.usersMu.Lock()
 	list := make([]*session, 0, len(s.users[user]))
 	for ss := range s.users[user] {
@@ -236,7 +244,7 @@ func (s *Server) disconnectUser(user string, code proto.CloseCode, reason string
 	}
 	s.usersMu.Unlock()
 	for _, ss := range list {
-		_ = ss.loop.el.Execute(context.Background(), closeTask{ss, code, reason})
+		_ = ss.loop.el.Execute(context.Background(), task(ss))
 	}
 	return len(list)
 }

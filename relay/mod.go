@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/panjf2000/gnet/v2"
+
 	"github.com/roomcast/roomcast/relay/proto"
 )
 
@@ -94,15 +96,7 @@ func checkMod(req modRequest) error {
 // kick removes every connection of user from room, telling each with a
 // kicked event. Any goroutine.
 func (s *Server) kick(room, user, reason string) {
-	s.usersMu.Lock()
-	list := make([]*session, 0, len(s.users[user]))
-	for ss := range s.users[user] {
-		list = append(list, ss)
-	}
-	s.usersMu.Unlock()
-	for _, ss := range list {
-		_ = ss.loop.el.Execute(context.Background(), kickTask{ss, room, reason})
-	}
+	s.onSessionsOf(user, func(ss *session) gnet.Runnable { return kickTask{ss, room, reason} })
 }
 
 type kickTask struct {

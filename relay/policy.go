@@ -98,32 +98,14 @@ func (ps *policies) get(ns string) *policy {
 }
 
 func (ps *policies) resolve(cfg *Config, base, ns Namespace, name string) (*policy, error) {
-	pick := func(a, b *int, d int) int {
-		switch {
-		case a != nil:
-			return *a
-		case b != nil:
-			return *b
-		}
-		return d
-	}
-	pickBool := func(a, b *bool, d bool) bool {
-		switch {
-		case a != nil:
-			return *a
-		case b != nil:
-			return *b
-		}
-		return d
-	}
 	p := &policy{limiter: ps.rates}
 	p.shard.History = pick(ns.History, base.History, cfg.History)
 	if p.shard.History == 0 {
 		p.shard.History = -1 // 0 in a policy means none; shard's zero means its default
 	}
-	p.shard.NoAnonRead = !pickBool(ns.AnonymousRead, base.AnonymousRead, true)
+	p.shard.NoAnonRead = !pick(ns.AnonymousRead, base.AnonymousRead, true)
 	p.shard.MemberListMax = pick(ns.MemberListMax, base.MemberListMax, 100)
-	if !pickBool(ns.MemberList, base.MemberList, true) || p.shard.MemberListMax == 0 {
+	if !pick(ns.MemberList, base.MemberList, true) || p.shard.MemberListMax == 0 {
 		p.shard.MemberListMax = -1
 	}
 	p.shard.MaxMembers = pick(ns.MaxMembers, base.MaxMembers, 0)
@@ -148,6 +130,18 @@ func (ps *policies) resolve(cfg *Config, base, ns Namespace, name string) (*poli
 		p.rates = append(p.rates, ratelimit.Limits{Rate: r.Rate, Burst: r.Burst})
 	}
 	return p, nil
+}
+
+// pick returns *a, else *b, else d: a namespace's setting, else the
+// default namespace's, else the built-in one.
+func pick[T any](a, b *T, d T) T {
+	switch {
+	case a != nil:
+		return *a
+	case b != nil:
+		return *b
+	}
+	return d
 }
 
 // sweep reclaims idle buckets of every namespace.
