@@ -53,6 +53,7 @@ var (
 	errNoToken    = errors.New("a token is required")
 	errNoVerifier = errors.New("this relay has no key to verify tokens")
 	errNoSubject  = errors.New("token has no sub")
+	errExpired    = errors.New("invalid token: token is expired")
 )
 
 // newAuthenticator accepts exactly the algorithms of the keys configured:
@@ -112,6 +113,9 @@ func (a *authenticator) identify(token string) (*identity, error) {
 	_, err := a.parser.ParseWithClaims(token, &c, a.key)
 	if err != nil {
 		return nil, fmt.Errorf("invalid token: %w", err)
+	}
+	if c.ExpiresAt != nil && !time.Now().Before(c.ExpiresAt.Time) {
+		return nil, errExpired // the leeway is for nbf and iat only
 	}
 	if c.Subject == "" {
 		return nil, errNoSubject

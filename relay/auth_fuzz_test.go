@@ -15,8 +15,8 @@ import (
 
 const fuzzSecret = "k"
 
-// hs256 signs claims with fuzzSecret.
-func hs256(t testing.TB, c jwt.MapClaims) string {
+// fuzzHS256 signs claims with fuzzSecret.
+func fuzzHS256(t testing.TB, c jwt.MapClaims) string {
 	t.Helper()
 	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(fuzzSecret))
 	if err != nil {
@@ -25,7 +25,7 @@ func hs256(t testing.TB, c jwt.MapClaims) string {
 	return s
 }
 
-func newTestAuth(t testing.TB, cfg *Config) *authenticator {
+func fuzzAuth(t testing.TB, cfg *Config) *authenticator {
 	t.Helper()
 	a, err := newAuthenticator(cfg)
 	if err != nil {
@@ -34,10 +34,10 @@ func newTestAuth(t testing.TB, cfg *Config) *authenticator {
 	return a
 }
 
-// checkIdentity checks what identify promises of a token it accepts: a
+// checkFuzzIdentity checks what identify promises of a token it accepts: a
 // user, a sending role, not anonymous, and a token that really is HS256
 // signed with the secret.
-func checkIdentity(t *testing.T, token string, id *identity) {
+func checkFuzzIdentity(t *testing.T, token string, id *identity) {
 	t.Helper()
 	if id.user == "" || id.anon || !slices.Contains(sendRoles, id.role) {
 		t.Fatalf("identify(%q) = %+v: want a user, a role of %v, not anonymous", token, id, sendRoles)
@@ -58,7 +58,7 @@ func FuzzIdentify(f *testing.F) {
 	for _, c := range identifyCases(f) {
 		f.Add(c.token)
 	}
-	a := newTestAuth(f, &Config{JWTSecret: fuzzSecret})
+	a := fuzzAuth(f, &Config{JWTSecret: fuzzSecret})
 	f.Fuzz(func(t *testing.T, token string) {
 		id, err := a.identify(token)
 		switch {
@@ -74,7 +74,7 @@ func FuzzIdentify(f *testing.F) {
 				t.Fatalf("identify(\"\") = %+v, want an anonymous viewer", id)
 			}
 		default:
-			checkIdentity(t, token, id)
+			checkFuzzIdentity(t, token, id)
 		}
 	})
 }
@@ -87,7 +87,7 @@ type identifyCase struct {
 
 func identifyCases(t testing.TB) []identifyCase {
 	now := time.Now()
-	full := hs256(t, jwt.MapClaims{"sub": "alice", "name": "Alice", "role": "mod",
+	full := fuzzHS256(t, jwt.MapClaims{"sub": "alice", "name": "Alice", "role": "mod",
 		"rooms": []string{"lobby:*", "dm:alice"}, "badges": []string{"sub", "vip"}})
 	none, err := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"sub": "a"}).SignedString(jwt.UnsafeAllowNoneSignatureType)
 	if err != nil {
@@ -101,29 +101,29 @@ func identifyCases(t testing.TB) []identifyCase {
 		{"empty: anonymous", "", &identity{role: roleViewer, anon: true}},
 		{"all claims", full, &identity{user: "alice", name: "Alice", role: roleMod,
 			rooms: []string{"lobby:*", "dm:alice"}, badges: []string{"sub", "vip"}}},
-		{"sub only: role user", hs256(t, jwt.MapClaims{"sub": "u1"}), &identity{user: "u1", role: roleUser}},
-		{"admin", hs256(t, jwt.MapClaims{"sub": "x", "role": "admin"}), &identity{user: "x", role: roleAdmin}},
-		{"bot", hs256(t, jwt.MapClaims{"sub": "x", "role": "bot"}), &identity{user: "x", role: roleBot}},
-		{"empty rooms", hs256(t, jwt.MapClaims{"sub": "x", "rooms": []string{}}), &identity{user: "x", role: roleUser, rooms: []string{}}},
-		{"exp in the future", hs256(t, jwt.MapClaims{"sub": "x", "exp": now.Add(time.Minute).Unix()}), &identity{user: "x", role: roleUser}},
-		{"nbf within leeway", hs256(t, jwt.MapClaims{"sub": "x", "nbf": now.Add(10 * time.Second).Unix()}), &identity{user: "x", role: roleUser}},
-		{"expired within leeway", hs256(t, jwt.MapClaims{"sub": "x", "exp": now.Add(-10 * time.Second).Unix()}), &identity{user: "x", role: roleUser}},
-		{"expired", hs256(t, jwt.MapClaims{"sub": "x", "exp": now.Add(-time.Minute).Unix()}), nil},
-		{"nbf beyond leeway", hs256(t, jwt.MapClaims{"sub": "x", "nbf": now.Add(time.Minute).Unix()}), nil},
-		{"iat beyond leeway", hs256(t, jwt.MapClaims{"sub": "x", "iat": now.Add(time.Minute).Unix()}), nil},
-		{"exp not a number", hs256(t, jwt.MapClaims{"sub": "x", "exp": "tomorrow"}), nil},
-		{"sub not a string", hs256(t, jwt.MapClaims{"sub": 42}), nil},
-		{"no sub", hs256(t, jwt.MapClaims{"name": "x"}), nil},
-		{"empty sub", hs256(t, jwt.MapClaims{"sub": ""}), nil},
-		{"unknown role", hs256(t, jwt.MapClaims{"sub": "a", "role": "god"}), nil},
-		{"role viewer", hs256(t, jwt.MapClaims{"sub": "a", "role": "viewer"}), nil},
-		{"rooms not a list", hs256(t, jwt.MapClaims{"sub": "a", "rooms": "lobby:*"}), nil},
+		{"sub only: role user", fuzzHS256(t, jwt.MapClaims{"sub": "u1"}), &identity{user: "u1", role: roleUser}},
+		{"admin", fuzzHS256(t, jwt.MapClaims{"sub": "x", "role": "admin"}), &identity{user: "x", role: roleAdmin}},
+		{"bot", fuzzHS256(t, jwt.MapClaims{"sub": "x", "role": "bot"}), &identity{user: "x", role: roleBot}},
+		{"empty rooms", fuzzHS256(t, jwt.MapClaims{"sub": "x", "rooms": []string{}}), &identity{user: "x", role: roleUser, rooms: []string{}}},
+		{"exp in the future", fuzzHS256(t, jwt.MapClaims{"sub": "x", "exp": now.Add(time.Minute).Unix()}), &identity{user: "x", role: roleUser}},
+		{"nbf within leeway", fuzzHS256(t, jwt.MapClaims{"sub": "x", "nbf": now.Add(10 * time.Second).Unix()}), &identity{user: "x", role: roleUser}},
+		{"expired 10s ago (no leeway on exp)", fuzzHS256(t, jwt.MapClaims{"sub": "x", "exp": now.Add(-10 * time.Second).Unix()}), nil},
+		{"expired", fuzzHS256(t, jwt.MapClaims{"sub": "x", "exp": now.Add(-time.Minute).Unix()}), nil},
+		{"nbf beyond leeway", fuzzHS256(t, jwt.MapClaims{"sub": "x", "nbf": now.Add(time.Minute).Unix()}), nil},
+		{"iat beyond leeway", fuzzHS256(t, jwt.MapClaims{"sub": "x", "iat": now.Add(time.Minute).Unix()}), nil},
+		{"exp not a number", fuzzHS256(t, jwt.MapClaims{"sub": "x", "exp": "tomorrow"}), nil},
+		{"sub not a string", fuzzHS256(t, jwt.MapClaims{"sub": 42}), nil},
+		{"no sub", fuzzHS256(t, jwt.MapClaims{"name": "x"}), nil},
+		{"empty sub", fuzzHS256(t, jwt.MapClaims{"sub": ""}), nil},
+		{"unknown role", fuzzHS256(t, jwt.MapClaims{"sub": "a", "role": "god"}), nil},
+		{"role viewer", fuzzHS256(t, jwt.MapClaims{"sub": "a", "role": "viewer"}), nil},
+		{"rooms not a list", fuzzHS256(t, jwt.MapClaims{"sub": "a", "rooms": "lobby:*"}), nil},
 		{"alg none", none, nil},
 		{"wrong secret", wrongKey, nil},
 		{"HS384", hs384, nil},
 		{"truncated", full[:len(full)-10], nil},
 		{"no signature", parts[0] + "." + parts[1] + ".", nil},
-		{"payload swapped", parts[0] + "." + strings.Split(hs256(t, jwt.MapClaims{"sub": "mallory"}), ".")[1] + "." + parts[2], nil},
+		{"payload swapped", parts[0] + "." + strings.Split(fuzzHS256(t, jwt.MapClaims{"sub": "mallory"}), ".")[1] + "." + parts[2], nil},
 		{"garbage", "\x00\xffnot a token at all\n", nil},
 		{"three dots", "...", nil},
 		{"two dots", "..", nil},
@@ -133,7 +133,7 @@ func identifyCases(t testing.TB) []identifyCase {
 }
 
 func TestIdentify(t *testing.T) {
-	a := newTestAuth(t, &Config{JWTSecret: fuzzSecret})
+	a := fuzzAuth(t, &Config{JWTSecret: fuzzSecret})
 	for _, c := range identifyCases(t) {
 		t.Run(c.name, func(t *testing.T) {
 			id, err := a.identify(c.token)
@@ -156,14 +156,14 @@ func TestIdentify(t *testing.T) {
 }
 
 func TestIdentifyWithoutVerifier(t *testing.T) {
-	a := newTestAuth(t, &Config{})
-	if _, err := a.identify(hs256(t, jwt.MapClaims{"sub": "a"})); !errors.Is(err, errNoVerifier) {
+	a := fuzzAuth(t, &Config{})
+	if _, err := a.identify(fuzzHS256(t, jwt.MapClaims{"sub": "a"})); !errors.Is(err, errNoVerifier) {
 		t.Fatalf("no key configured: err = %v, want %v", err, errNoVerifier)
 	}
 	if id, err := a.identify(""); err != nil || !id.anon {
 		t.Fatalf("no key, no token: %+v, %v; want an anonymous viewer", id, err)
 	}
-	a = newTestAuth(t, &Config{JWTSecret: fuzzSecret, NoAnonymous: true})
+	a = fuzzAuth(t, &Config{JWTSecret: fuzzSecret, NoAnonymous: true})
 	if _, err := a.identify(""); !errors.Is(err, errNoToken) {
 		t.Fatalf("NoAnonymous, no token: err = %v, want %v", err, errNoToken)
 	}

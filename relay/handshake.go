@@ -90,6 +90,13 @@ func (u *upgrade) beforeUpgrade(l *loop) error {
 	if s.draining.Load() {
 		return u.rejectWith("draining", http.StatusServiceUnavailable, "server shutting down")
 	}
+	// First, so that refused upgrades (bad tokens cost a signature check)
+	// use up the rate too.
+	if why := s.ips.admit(u.ip, time.Now()); why != "" {
+		s.metrics.rateLimited["ip"].Inc()
+		return u.rejectWith("ip_limit", http.StatusTooManyRequests, why)
+	}
+	u.ipCounted = true
 	if u.offers && !u.chosen {
 		return u.rejectWith("subprotocol", http.StatusBadRequest, "unsupported subprotocol: use roomcast.v1.msgpack or roomcast.v1.json")
 	}
@@ -103,11 +110,6 @@ func (u *upgrade) beforeUpgrade(l *loop) error {
 	if id.anon {
 		id.user = fmt.Sprintf("anon-%x", s.anonSeq.Add(1))
 	}
-	if why := s.ips.admit(u.ip, time.Now()); why != "" {
-		s.metrics.rateLimited["ip"].Inc()
-		return u.rejectWith("ip_limit", http.StatusTooManyRequests, why)
-	}
-	u.ipCounted = true
 	u.id = id
 	return nil
 }
@@ -140,6 +142,9 @@ func (s *session) handshake(buf []byte) int {
 	u.reset(buf[:n])
 	u.ip = addrOf(s.conn.RemoteAddr())
 	_, err := u.up.Upgrade(u)
+	if err != nil {
+		s.srv.metrics.handshakeFail(u.failReason()) // counted before the client can see the answer
+	}
 	s.write(u.out.Bytes())
 	if err == nil {
 		s.ip, s.ipCounted = u.ip, u.ipCounted
@@ -150,7 +155,6 @@ func (s *session) handshake(buf []byte) int {
 		return len(buf)
 	}
 	if err != nil {
-		s.srv.metrics.handshakeFail(u.failReason())
 		s.abort()
 		return len(buf)
 	}

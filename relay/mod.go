@@ -52,7 +52,7 @@ func (s *Server) moderate(req modRequest, actor string) error {
 	switch req.Action {
 	case proto.ActDelete:
 		if !room.Delete(req.Seq) {
-			return badMod("no such message in the room's history")
+			return badMod("no such message in this room")
 		}
 	case proto.ActTimeout:
 		room.Timeout(req.User, time.Duration(req.Secs)*time.Second)
@@ -112,6 +112,9 @@ func (t kickTask) Run(context.Context) error {
 	delete(t.s.rooms, t.room)
 	ms.Leave()
 	t.s.reply(&proto.Kicked{T: proto.TKicked, Room: t.room, Reason: t.reason})
+	if t.s.sse {
+		_ = t.s.conn.Close() // a stream is one room: nothing is left to read
+	}
 	return nil
 }
 

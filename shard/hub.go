@@ -183,6 +183,7 @@ func (h *Hub) Room(name string) *Room {
 		s.rooms[name] = r
 		h.Stats.Rooms.Add(1)
 	}
+	r.lastUse.Store(h.cfg.Now().UnixNano()) // under s.mu, which the reaper holds too
 	return r
 }
 

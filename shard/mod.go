@@ -83,26 +83,27 @@ func (r *Room) Timeout(user string, d time.Duration) {
 }
 
 // Delete removes the message seq from history, for good, and queues a
-// delete event in order with the room's traffic. It reports whether the
-// message was still kept. Any goroutine.
+// delete event in order with the room's traffic, also for a message no
+// longer kept (members may still show it). It reports false for a seq the
+// room never gave out or already deleted. Any goroutine.
 func (r *Room) Delete(seq uint64) bool {
 	r.mu.Lock()
-	found := false
-	for i := range r.ring {
-		if e := r.ring[i]; e.msg.Seq == seq && !e.deleted {
+	known := seq > 0 && seq <= r.seq
+	for _, e := range r.ring {
+		if e.msg.Seq == seq {
+			known = known && !e.deleted // deleting twice is refused
 			e.forget()
-			found = true
 		}
 	}
-	if found {
+	if known {
 		r.controlLocked(&proto.Delete{T: proto.TDelete, Room: r.name, Seq: seq})
 	}
-	kick := found && r.kickLocked()
+	kick := known && r.kickLocked()
 	r.mu.Unlock()
 	if kick {
 		r.flush()
 	}
-	return found
+	return known
 }
 
 // Clear removes every kept message and queues a clear event. Any goroutine.

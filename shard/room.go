@@ -57,6 +57,7 @@ type Room struct {
 	slow       time.Duration        // slow mode; zero is off
 	lastSent   map[string]time.Time // by user, while in slow mode
 
+	lastUse   atomic.Int64 // unix nanos of the last Hub.Room lookup; the reaper spares recent ones
 	fl        flight       // the flush in flight: written by the flusher, read by the loop tasks
 	remaining atomic.Int32 // loop tasks of the flush in flight not yet done
 	loops     []loopRoom   // indexed by event loop
@@ -413,7 +414,11 @@ func (r *Room) reapable(cutoff time.Time) bool {
 			delete(r.lastSent, u) // slow mode has nothing left to say about u
 		}
 	}
-	if r.count > 0 || r.inFlight || len(r.pending) > 0 || r.emptySince.After(cutoff) || len(r.mod.bans) > 0 {
+	// A room keeps its moderation: bans, running timeouts, a slow mode a
+	// moderator set. And one looked up lately may be about to be used.
+	moderated := len(r.mod.bans) > 0 || len(r.mod.mutes) > 0 || r.slow != r.policy.SlowMode
+	if r.count > 0 || r.inFlight || len(r.pending) > 0 || r.emptySince.After(cutoff) || moderated ||
+		time.Unix(0, r.lastUse.Load()).After(cutoff) {
 		return false
 	}
 	r.dead = true
