@@ -205,26 +205,29 @@ func (s *Server) checkMessage(body string, meta map[string]string) (string, prot
 }
 
 // remember and forget keep the index of connections by user, for
-// /api/disconnect. Called on the session's loop, once each.
+// /api/disconnect and bans. Called on the session's loop, once each. Most
+// users have one connection, so a slice beats a set.
 func (s *Server) remember(ss *session) {
 	s.usersMu.Lock()
 	defer s.usersMu.Unlock()
-	set := s.users[ss.id.user]
-	if set == nil {
-		set = map[*session]struct{}{}
-		s.users[ss.id.user] = set
-	}
-	set[ss] = struct{}{}
+	s.users[ss.id.user] = append(s.users[ss.id.user], ss)
 }
 
 func (s *Server) forget(ss *session) {
 	s.usersMu.Lock()
 	defer s.usersMu.Unlock()
-	if set := s.users[ss.id.user]; set != nil {
-		delete(set, ss)
-		if len(set) == 0 {
-			delete(s.users, ss.id.user)
+	list := s.users[ss.id.user]
+	for i, x := range list {
+		if x == ss {
+			list[i] = list[len(list)-1]
+			list = list[:len(list)-1]
+			break
 		}
+	}
+	if len(list) == 0 {
+		delete(s.users, ss.id.user)
+	} else {
+		s.users[ss.id.user] = list
 	}
 }
 
@@ -238,10 +241,7 @@ func (s *Server) disconnectUser(user string, code proto.CloseCode, reason string
 // user, and returns how many there were. Any goroutine.
 func (s *Server) onSessionsOf(user string, task func(*session) gnet.Runnable) int {
 	s.usersMu.Lock()
-	list := make([]*session, 0, len(s.users[user]))
-	for ss := range s.users[user] {
-		list = append(list, ss)
-	}
+	list := append([]*session(nil), s.users[user]...)
 	s.usersMu.Unlock()
 	for _, ss := range list {
 		_ = ss.loop.el.Execute(context.Background(), task(ss))

@@ -44,7 +44,7 @@ type Server struct {
 	loops   atomic.Pointer[[]*loop] // copy on write, indexed by discovery order
 
 	usersMu sync.Mutex
-	users   map[string]map[*session]struct{} // open WebSocket sessions by user id
+	users   map[string][]*session // open sessions by user id
 
 	draining atomic.Bool
 	anonSeq  atomic.Uint64
@@ -68,7 +68,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bad per-IP limits: %w", err)
 	}
-	s := &Server{cfg: cfg, policies: pols, ips: ips, auth: auth, booted: make(chan struct{}), users: map[string]map[*session]struct{}{},
+	s := &Server{cfg: cfg, policies: pols, ips: ips, auth: auth, booted: make(chan struct{}), users: map[string][]*session{},
 		stopped: make(chan error, 1), quit: make(chan struct{})}
 	hc := cfg.Hub
 	hc.Loops = cfg.Loops
