@@ -110,10 +110,10 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	if ss.state == stateHTTP {
 		used = ss.handshake(buf)
 	}
-	if ss.state == stateOpen {
+	if ss.state == stateOpen && !ss.sse { // an event stream reads nothing after its request
 		used += ss.frames(buf[used:])
 	}
-	if ss.state >= stateClosing {
+	if ss.state >= stateClosing || ss.sse {
 		used = len(buf) // discard whatever else comes
 	}
 	if used > 0 { // Discard(0) would discard everything

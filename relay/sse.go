@@ -118,11 +118,11 @@ func (s *session) openSSE(req *http.Request) {
 	}
 }
 
-// sseResume fills the join's resume point: since, else Last-Event-ID (sent
-// by browsers when they reconnect), and history.
+// sseResume fills the join's resume point: Last-Event-ID (sent by browsers
+// when they reconnect), else since, and history.
 func sseResume(jr *shard.JoinRequest, since, lastID, history string) error {
-	if since == "" {
-		since = strings.TrimSpace(lastID)
+	if id := strings.TrimSpace(lastID); id != "" {
+		since = id // a browser reconnecting: it knows better than the URL it was opened with
 	}
 	if since != "" {
 		n, err := strconv.ParseUint(since, 10, 64)
