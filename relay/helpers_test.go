@@ -16,6 +16,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 	"github.com/golang-jwt/jwt/v5"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/vmihailenco/msgpack/v5"
@@ -282,16 +283,7 @@ func (c *client) join(room string, ref int) frame {
 // and label string, e.g. "roomcast_disconnects_total{code=\"1002\"}".
 func metricsOf(t testing.TB, srv *relay.Server) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + srv.AdminAddr() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fams := scrape(t, srv)
 	out := map[string]float64{}
 	for name, fam := range fams {
 		for _, m := range fam.GetMetric() {
@@ -326,3 +318,19 @@ func eventually(t testing.TB, what string, cond func() bool) {
 }
 
 func newReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
+
+// scrape reads the relay's /metrics with the Prometheus text parser.
+func scrape(t testing.TB, srv *relay.Server) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get("http://" + srv.AdminAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fams
+}

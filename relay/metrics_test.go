@@ -2,14 +2,11 @@ package relay_test
 
 import (
 	"bytes"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gobwas/ws"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/roomcast/roomcast/relay"
@@ -27,16 +24,7 @@ type scrapedFamily struct {
 // familiesOf scrapes /metrics and returns every family by name.
 func familiesOf(t testing.TB, srv *relay.Server) map[string]scrapedFamily {
 	t.Helper()
-	resp, err := http.Get("http://" + srv.AdminAddr() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fams := scrape(t, srv)
 	out := map[string]scrapedFamily{}
 	for name, fam := range fams {
 		f := scrapedFamily{help: fam.GetHelp(), typ: fam.GetType().String()}
