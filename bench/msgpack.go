@@ -3,6 +3,7 @@ package bench
 import (
 	"encoding/binary"
 	"math"
+	"unicode/utf8"
 
 	"github.com/gobwas/ws"
 )
@@ -190,67 +191,96 @@ func (s *scanner) boolean() bool {
 }
 
 // skip steps over one value of any type.
-func (s *scanner) skip() {
-	c := s.byte()
-	switch {
-	case s.bad:
-	case c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3:
-	case c >= 0x80 && c <= 0x8f:
-		s.skipN(2 * int(c&0x0f))
-	case c >= 0x90 && c <= 0x9f:
-		s.skipN(int(c & 0x0f))
-	case c >= 0xa0 && c <= 0xbf:
-		s.advance(int(c & 0x1f))
-	default:
-		s.skipCoded(c)
-	}
-}
+func (s *scanner) skip() { s.skipN(1) }
 
-func (s *scanner) skipCoded(c byte) {
-	switch c {
-	case 0xc4, 0xd9:
-		s.advance(int(s.be(1)))
-	case 0xc5, 0xda:
-		s.advance(int(s.be(2)))
-	case 0xc6, 0xdb:
-		s.advance(int(s.be(4)))
-	case 0xc7, 0xc8, 0xc9:
-		s.advance(int(s.be(1<<(c-0xc7))) + 1)
-	case 0xca, 0xce, 0xd2:
-		s.advance(4)
-	case 0xcb, 0xcf, 0xd3:
-		s.advance(8)
-	case 0xcc, 0xd0:
-		s.advance(1)
-	case 0xcd, 0xd1:
-		s.advance(2)
-	case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8:
-		s.advance(1 + 1<<(c-0xd4))
-	case 0xdc:
-		s.skipN(int(s.be(2)))
-	case 0xdd:
-		s.skipN(int(s.be(4)))
-	case 0xde:
-		s.skipN(2 * int(s.be(2)))
-	case 0xdf:
-		s.skipN(2 * int(s.be(4)))
-	default:
-		s.bad = true
-	}
-}
-
+// skipN steps over n values.
 func (s *scanner) skipN(n int) {
-	for ; n > 0 && !s.bad; n-- {
-		s.skip()
-	}
-}
-
-func (s *scanner) advance(n int) {
-	if s.bad || n < 0 || n > len(s.b)-s.i {
-		s.bad = true
+	if s.bad {
 		return
 	}
-	s.i += n
+	if s.i = skipValues(s.b, s.i, n); s.i < 0 {
+		s.bad = true
+	}
+}
+
+// skipValues returns the offset after n msgpack values starting at b[i],
+// or -1 if they are malformed or run past the end. Containers add their
+// items to the count, so there is no recursion: the hot path of counting
+// batches.
+func skipValues(b []byte, i, n int) int {
+	for ; n > 0; n-- {
+		if i >= len(b) {
+			return -1
+		}
+		c := b[i]
+		switch {
+		case c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3:
+			i++
+		case c >= 0xa0 && c <= 0xbf:
+			i += 1 + int(c&0x1f)
+		case c >= 0x80 && c <= 0x8f:
+			i, n = i+1, n+2*int(c&0x0f)
+		case c >= 0x90 && c <= 0x9f:
+			i, n = i+1, n+int(c&0x0f)
+		default:
+			var items int
+			if i, items = skipCoded(b, i); i < 0 {
+				return -1
+			}
+			n += items
+		}
+	}
+	if i > len(b) {
+		return -1
+	}
+	return i
+}
+
+// skipCoded steps over the head of a value whose type byte is not a fixed
+// type: it returns the offset after the head (and the data, for scalars),
+// and how many items a container head announces.
+func skipCoded(b []byte, i int) (next, items int) {
+	c := b[i]
+	switch c {
+	case 0xcc, 0xd0:
+		return i + 2, 0
+	case 0xcd, 0xd1:
+		return i + 3, 0
+	case 0xca, 0xce, 0xd2:
+		return i + 5, 0
+	case 0xcb, 0xcf, 0xd3:
+		return i + 9, 0
+	case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8: // fixext: type, data
+		return i + 2 + 1<<(c-0xd4), 0
+	}
+	var w int
+	switch c {
+	case 0xc4, 0xd9, 0xc7:
+		w = 1
+	case 0xc5, 0xda, 0xc8, 0xdc, 0xde:
+		w = 2
+	case 0xc6, 0xdb, 0xc9, 0xdd, 0xdf:
+		w = 4
+	default:
+		return -1, 0 // 0xc1 is never used
+	}
+	if i+1+w > len(b) {
+		return -1, 0
+	}
+	n := 0
+	for _, x := range b[i+1 : i+1+w] {
+		n = n<<8 | int(x)
+	}
+	i += 1 + w
+	switch c {
+	case 0xdc, 0xdd:
+		return i, n
+	case 0xde, 0xdf:
+		return i, 2 * n
+	case 0xc7, 0xc8, 0xc9: // ext: type, data
+		return i + 1 + n, 0
+	}
+	return i + n, 0
 }
 
 // frameInfo is what a client needs of one server frame. Byte slices alias
@@ -268,12 +298,14 @@ func (s *scanner) parseFrame(b []byte, fi *frameInfo) bool {
 	s.reset(b)
 	n := s.mapLen()
 	for k := 0; k < n && !s.bad; k++ {
-		s.field(fi)
+		s.field(fi, k == n-1)
 	}
 	return !s.bad && len(fi.t) > 0
 }
 
-func (s *scanner) field(fi *frameInfo) {
+// field reads one key and its value. A message array that is the last
+// value (as the relay writes batches) is left for seqs to walk, once.
+func (s *scanner) field(fi *frameInfo, last bool) {
 	key := s.str()
 	switch string(key) { // the compiler does not allocate for this switch
 	case "t":
@@ -290,13 +322,17 @@ func (s *scanner) field(fi *frameInfo) {
 		fi.gap = s.boolean()
 	case "msgs", "history":
 		fi.msgs = s.i
-		s.skip()
+		if !last {
+			s.skip()
+		}
 	default:
 		s.skip()
 	}
 }
 
 // seqs appends the seq of every message of the array at b[off:] to dst.
+// The relay writes seq first in each message; after it, the rest of the
+// message is skipped in one go.
 func (s *scanner) seqs(b []byte, off int, dst []uint64) ([]uint64, bool) {
 	s.reset(b)
 	s.i = off
@@ -304,12 +340,78 @@ func (s *scanner) seqs(b []byte, off int, dst []uint64) ([]uint64, bool) {
 	for k := 0; k < n && !s.bad; k++ {
 		fields := s.mapLen()
 		for f := 0; f < fields && !s.bad; f++ {
-			if string(s.str()) == "seq" {
-				dst = append(dst, s.uint())
-			} else {
+			if string(s.str()) != "seq" {
 				s.skip()
+				continue
 			}
+			dst = append(dst, s.uint())
+			s.skipN(2 * (fields - f - 1))
+			break
 		}
 	}
 	return dst, !s.bad
+}
+
+// message is one decoded message of a batch. Byte slices alias the frame.
+type message struct {
+	seq        uint64
+	ts         uint64
+	from, name []byte
+	body       []byte
+	badges     int    // how many
+	sent       []byte // meta[bench_ts]
+}
+
+// message decodes one message in full: every field is read and checked
+// for its type, strings for UTF-8; unknown fields are skipped.
+func (s *scanner) message(m *message) bool {
+	*m = message{}
+	n := s.mapLen()
+	for f := 0; f < n && !s.bad; f++ {
+		switch string(s.str()) {
+		case "seq":
+			m.seq = s.uint()
+		case "ts":
+			m.ts = s.uint()
+		case "from":
+			m.from = s.text()
+		case "name":
+			m.name = s.text()
+		case "body":
+			m.body = s.text()
+		case "badges":
+			m.badges = s.arrayLen()
+			for i := 0; i < m.badges && !s.bad; i++ {
+				s.text()
+			}
+		case "meta":
+			s.meta(m)
+		default:
+			s.skip()
+		}
+	}
+	return !s.bad
+}
+
+// text reads a string that must be valid UTF-8.
+func (s *scanner) text() []byte {
+	b := s.str()
+	if !s.bad && !utf8.Valid(b) {
+		s.bad = true
+	}
+	return b
+}
+
+func (s *scanner) meta(m *message) {
+	if !s.bad && s.i < len(s.b) && s.b[s.i] == 0xc0 { // nil
+		s.i++
+		return
+	}
+	n := s.mapLen()
+	for i := 0; i < n && !s.bad; i++ {
+		k, v := s.text(), s.text()
+		if string(k) == metaTS {
+			m.sent = v
+		}
+	}
 }

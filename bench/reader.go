@@ -1,0 +1,154 @@
+package bench
+
+import (
+	"bufio"
+	"errors"
+	"net"
+
+	"github.com/gobwas/ws"
+)
+
+// maxFrame bounds a server message the client accepts.
+const maxFrame = 16 << 20
+
+var (
+	errFrameLarge = errors.New("bench: server frame too large")
+	errMasked     = errors.New("bench: masked server frame")
+)
+
+// frameReader reads server frames with as few read calls as it can: one
+// read takes whatever the socket holds, often several frames, into a buffer
+// that grows to the largest frame seen. Owned by the member's reader.
+type frameReader struct {
+	conn net.Conn
+	buf  []byte // len(buf) is its capacity in use
+	r, w int    // buf[r:w] is read but not yet parsed
+
+	msg    []byte    // a fragmented message being put together
+	msgOp  ws.OpCode // ... its opcode
+	inMsg  bool
+	msgOut bool // msg was returned by the last next; clear it
+}
+
+// initialRead is the buffer a fresh connection starts with.
+const initialRead = 2048
+
+// reset starts reading conn; bytes the dialer already buffered in br come
+// first.
+func (f *frameReader) reset(conn net.Conn, br *bufio.Reader) {
+	f.conn, f.r, f.w, f.inMsg, f.msg = conn, 0, 0, false, nil
+	if len(f.buf) == 0 {
+		f.buf = make([]byte, initialRead)
+	}
+	if br != nil && br.Buffered() > 0 {
+		b, _ := br.Peek(br.Buffered())
+		f.ensure(len(b))
+		f.w = copy(f.buf, b)
+	}
+}
+
+// next returns the next control frame or whole data message. The payload
+// is valid until the next call.
+func (f *frameReader) next() (ws.OpCode, []byte, error) {
+	if f.msgOut {
+		f.msg, f.msgOut = f.msg[:0], false
+	}
+	for {
+		fin, op, payload, err := f.frame()
+		if err != nil {
+			return 0, nil, err
+		}
+		if op.IsControl() || fin && !f.inMsg && op != ws.OpContinuation {
+			return op, payload, nil
+		}
+		if op != ws.OpContinuation {
+			f.msgOp, f.msg = op, f.msg[:0]
+		}
+		if f.inMsg = !fin; len(f.msg)+len(payload) > maxFrame {
+			return 0, nil, errFrameLarge
+		}
+		f.msg = append(f.msg, payload...)
+		if fin {
+			f.msgOut = true
+			return f.msgOp, f.msg, nil
+		}
+	}
+}
+
+// frame returns the next frame, reading until the buffer holds it whole.
+func (f *frameReader) frame() (fin bool, op ws.OpCode, payload []byte, err error) {
+	for {
+		hdr, n, err := f.header()
+		if err != nil {
+			return false, 0, nil, err
+		}
+		if hdr > 0 && f.w-f.r >= hdr+n {
+			b := f.buf[f.r : f.r+hdr+n]
+			f.r += hdr + n
+			return b[0]&0x80 != 0, ws.OpCode(b[0] & 0x0f), b[hdr:], nil
+		}
+		if err := f.fill(hdr + n); err != nil {
+			return false, 0, nil, err
+		}
+	}
+}
+
+// header parses the header at buf[r:]: its size and the payload's, or
+// hdr 0 if it is not all there yet.
+func (f *frameReader) header() (hdr, n int, err error) {
+	b := f.buf[f.r:f.w]
+	if len(b) < 2 {
+		return 0, 0, nil
+	}
+	if b[1]&0x80 != 0 {
+		return 0, 0, errMasked
+	}
+	hdr, n = 2, int(b[1]&0x7f)
+	switch n {
+	case 126:
+		hdr = 4
+	case 127:
+		hdr = 10
+	}
+	if len(b) < hdr {
+		return 0, 0, nil
+	}
+	if hdr > 2 {
+		n = 0
+		for _, c := range b[2:hdr] {
+			n = n<<8 | int(c)
+		}
+	}
+	if n < 0 || n > maxFrame {
+		return 0, 0, errFrameLarge
+	}
+	return hdr, n, nil
+}
+
+// fill reads once from the connection, first making room for a frame of
+// need bytes (0: unknown) at buf[r:].
+func (f *frameReader) fill(need int) error {
+	f.ensure(max(need, f.w-f.r+512))
+	n, err := f.conn.Read(f.buf[f.w:])
+	f.w += n
+	if n > 0 {
+		return nil
+	}
+	return err
+}
+
+// ensure makes buf[r:] able to hold size bytes, moving the unparsed bytes
+// to the front and growing the buffer as needed.
+func (f *frameReader) ensure(size int) {
+	if len(f.buf)-f.r >= size {
+		return
+	}
+	if size > len(f.buf) {
+		nb := make([]byte, max(size, 2*len(f.buf)))
+		f.w = copy(nb, f.buf[f.r:f.w])
+		f.buf, f.r = nb, 0
+		return
+	}
+	f.w = copy(f.buf, f.buf[f.r:f.w])
+	f.r = 0
+}
