@@ -208,12 +208,18 @@ func (s *Server) checkMessage(body string, meta map[string]string) (string, prot
 // /api/disconnect and bans. Called on the session's loop, once each. Most
 // users have one connection, so a slice beats a set.
 func (s *Server) remember(ss *session) {
+	if ss.id.anon {
+		return // per-connection ids that appear nowhere: not worth the memory
+	}
 	s.usersMu.Lock()
 	defer s.usersMu.Unlock()
 	s.users[ss.id.user] = append(s.users[ss.id.user], ss)
 }
 
 func (s *Server) forget(ss *session) {
+	if ss.id.anon {
+		return
+	}
 	s.usersMu.Lock()
 	defer s.usersMu.Unlock()
 	list := s.users[ss.id.user]
