@@ -25,6 +25,8 @@ func (m *member) frame(p []byte, now time.Time) {
 		m.helloFrame(p)
 	case proto.TError:
 		m.errorFrame(fi)
+	case proto.TPresence:
+		m.w.st.inc(cPresence)
 	}
 }
 

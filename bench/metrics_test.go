@@ -14,8 +14,8 @@ func TestHistQuantile(t *testing.T) {
 			t.Errorf("q=%v: got %v, want %v", q, got, want)
 		}
 	}
-	f(0.5, 0.001)  // 50 of 100 new observations are <= 1ms
-	f(0.9, 0.01)   // 98 are <= 10ms
+	f(0.5, 0.001) // 50 of 100 new observations are <= 1ms
+	f(0.9, 0.01)  // 98 are <= 10ms
 	f(0.99, math.Inf(1))
 	if got := histQuantile(b, b, "h", 0.5); got != 0 {
 		t.Errorf("no observations: got %v, want 0", got)

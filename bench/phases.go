@@ -72,6 +72,7 @@ type workerResult struct {
 	ReJoin      histData         `json:"re_join"`
 	Phases      phaseTimes       `json:"phases"`
 	CPU         float64          `json:"cpu"`        // process CPU seconds, all of the run
+	CPUSys      float64          `json:"cpu_sys"`    // ... of which in the kernel
 	CPUWindow   float64          `json:"cpu_window"` // ... inside the window
 	MaxRSS      int64            `json:"max_rss"`    // bytes
 	SendLimit   float64          `json:"send_limit"` // publishers' hello.limits.rate
@@ -309,11 +310,12 @@ func (w *worker) tail(acks []uint64) {
 
 func (w *worker) result() *workerResult {
 	errs, closes, dials := w.st.copyMaps()
+	user, sys := cpuTimes()
 	return &workerResult{
 		Counts: w.st.snapshot(), Errors: errs, Closes: closes, DialErrors: dials,
 		Latency: w.st.latency.total(), Handshake: w.st.handshake.export(), Join: w.st.join.export(),
 		Ack: w.st.ack.export(), ReHandshake: w.st.reHandshake.export(), ReJoin: w.st.reJoin.export(),
-		Phases: w.phases, CPU: cpuSeconds(), CPUWindow: w.windowCPU(), MaxRSS: maxRSS(),
+		Phases: w.phases, CPU: user + sys, CPUSys: sys, CPUWindow: w.windowCPU(), MaxRSS: maxRSS(),
 		SendLimit: w.sendLimit, Runtime: runtimeStats(w.rt0, w.rt1),
 	}
 }

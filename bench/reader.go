@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"net"
+	"sync"
 
 	"github.com/gobwas/ws"
 )
@@ -20,9 +21,10 @@ var (
 // read takes whatever the socket holds, often several frames, into a buffer
 // that grows to the largest frame seen. Owned by the member's reader.
 type frameReader struct {
-	conn net.Conn
-	buf  []byte // len(buf) is its capacity in use
-	r, w int    // buf[r:w] is read but not yet parsed
+	conn  net.Conn
+	buf   []byte // len(buf) is its capacity in use
+	r, w  int    // buf[r:w] is read but not yet parsed
+	small []byte // the connection's own buffer; buf is a pooled big one while a big frame passes
 
 	msg    []byte    // a fragmented message being put together
 	msgOp  ws.OpCode // ... its opcode
@@ -30,16 +32,25 @@ type frameReader struct {
 	msgOut bool // msg was returned by the last next; clear it
 }
 
-// initialRead is the buffer a fresh connection starts with.
-const initialRead = 2048
+// initialRead is the buffer a fresh connection starts with. Bigger frames
+// borrow a buffer of bigRead from bigBufs, given back once it is drained,
+// so that 10 000 members do not each keep the largest batch they saw.
+const (
+	initialRead = 2048
+	bigRead     = 128 << 10
+)
+
+var bigBufs = sync.Pool{New: func() any { b := make([]byte, bigRead); return &b }}
 
 // reset starts reading conn; bytes the dialer already buffered in br come
 // first.
 func (f *frameReader) reset(conn net.Conn, br *bufio.Reader) {
 	f.conn, f.r, f.w, f.inMsg, f.msg = conn, 0, 0, false, nil
-	if len(f.buf) == 0 {
-		f.buf = make([]byte, initialRead)
+	f.giveBack()
+	if len(f.small) == 0 {
+		f.small = make([]byte, initialRead)
 	}
+	f.buf = f.small
 	if br != nil && br.Buffered() > 0 {
 		b, _ := br.Peek(br.Buffered())
 		f.ensure(len(b))
@@ -86,6 +97,9 @@ func (f *frameReader) frame() (fin bool, op ws.OpCode, payload []byte, err error
 			b := f.buf[f.r : f.r+hdr+n]
 			f.r += hdr + n
 			return b[0]&0x80 != 0, ws.OpCode(b[0] & 0x0f), b[hdr:], nil
+		}
+		if f.r == f.w {
+			f.giveBack() // the frame returned last is no longer used
 		}
 		if err := f.fill(hdr + n); err != nil {
 			return false, 0, nil, err
@@ -138,17 +152,35 @@ func (f *frameReader) fill(need int) error {
 }
 
 // ensure makes buf[r:] able to hold size bytes, moving the unparsed bytes
-// to the front and growing the buffer as needed.
+// to the front and switching to a bigger buffer as needed.
 func (f *frameReader) ensure(size int) {
 	if len(f.buf)-f.r >= size {
 		return
 	}
-	if size > len(f.buf) {
-		nb := make([]byte, max(size, 2*len(f.buf)))
-		f.w = copy(nb, f.buf[f.r:f.w])
-		f.buf, f.r = nb, 0
+	if size <= len(f.buf) {
+		f.w = copy(f.buf, f.buf[f.r:f.w])
+		f.r = 0
 		return
 	}
-	f.w = copy(f.buf, f.buf[f.r:f.w])
-	f.r = 0
+	var nb []byte
+	if size <= bigRead && len(f.buf) < bigRead {
+		nb = *bigBufs.Get().(*[]byte)
+	} else {
+		nb = make([]byte, max(size, 2*len(f.buf)))
+	}
+	f.w = copy(nb, f.buf[f.r:f.w])
+	f.buf, f.r = nb, 0
+}
+
+// giveBack returns to the connection's own buffer once a bigger one is
+// drained; a borrowed one goes back to the pool.
+func (f *frameReader) giveBack() {
+	if len(f.buf) <= len(f.small) || f.r != f.w {
+		return
+	}
+	if len(f.buf) == bigRead {
+		b := f.buf
+		bigBufs.Put(&b)
+	}
+	f.buf, f.r, f.w = f.small, 0, 0
 }

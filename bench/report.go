@@ -71,8 +71,9 @@ type MessageStats struct {
 type DeliveryStats struct {
 	Total          int64   `json:"total"` // the whole run
 	Window         int64   `json:"window"`
-	PerSec         float64 `json:"per_sec"` // window / window_seconds
-	Frames         int64   `json:"frames"`  // batch frames received, the whole run
+	PerSec         float64 `json:"per_sec"`         // window / window_seconds
+	Frames         int64   `json:"frames"`          // batch frames received, the whole run
+	PresenceFrames int64   `json:"presence_frames"` // presence frames received, the whole run
 	MsgsPerFrame   float64 `json:"msgs_per_frame"`
 	SampledMembers int     `json:"sampled_members"`
 }
@@ -115,6 +116,7 @@ type ClientStats struct {
 	Procs          int          `json:"procs"`
 	CPUs           int          `json:"cpus"`             // of the machine
 	CPUSeconds     float64      `json:"cpu_seconds"`      // all worker processes, the whole run
+	CPUSysSeconds  float64      `json:"cpu_sys_seconds"`  // ... of which in the kernel (mostly TCP on loopback)
 	CPUCoresWindow float64      `json:"cpu_cores_window"` // CPU seconds inside the window / window_seconds
 	MachineCores   float64      `json:"machine_cores"`    // the whole machine's busy CPU in the window / window_seconds: bench, relay and anything else
 	MaxRSSMB       float64      `json:"max_rss_mb"`       // sum over processes of the peak resident set
@@ -207,7 +209,7 @@ func (c *coordinator) fillCounts(r *Report, s counts, win float64) {
 		r.Messages.Rate = 0
 	}
 	r.Deliveries = DeliveryStats{Total: s[cDeliveries], Window: s[cDeliveriesWindow], PerSec: perSec(s[cDeliveriesWindow], win),
-		Frames: s[cFrames], SampledMembers: sampled}
+		Frames: s[cFrames], PresenceFrames: s[cPresence], SampledMembers: sampled}
 	if s[cFrames] > 0 {
 		r.Deliveries.MsgsPerFrame = float64(s[cDeliveries]) / float64(s[cFrames])
 	}
@@ -265,6 +267,7 @@ func (c *coordinator) fillClient(r *Report, s counts, win float64) {
 	var cpuWin float64
 	for _, w := range c.results {
 		cl.CPUSeconds += w.CPU
+		cl.CPUSysSeconds += w.CPUSys
 		cpuWin += w.CPUWindow
 		cl.MaxRSSMB += float64(w.MaxRSS) / (1 << 20)
 		cl.Runtime.worst(w.Runtime)

@@ -32,6 +32,7 @@ const (
 	cDeliveries                      // messages received in batches, new ones only
 	cDeliveriesWindow                // ... of which received inside the window
 	cFrames                          // batch frames received
+	cPresence                        // presence frames received
 	cLost                            // acknowledged messages a member that stayed joined never received
 	cDups                            // messages received again
 	cGapMsgs                         // messages a resuming join could not return (aged out, joined.gap)

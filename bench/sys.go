@@ -11,12 +11,18 @@ import (
 
 // cpuSeconds is this process's CPU time so far, user and system.
 func cpuSeconds() float64 {
+	user, sys := cpuTimes()
+	return user + sys
+}
+
+// cpuTimes is this process's user and system CPU time so far, in seconds.
+func cpuTimes() (user, sys float64) {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
+		return 0, 0
 	}
 	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
-	return tv(ru.Utime) + tv(ru.Stime)
+	return tv(ru.Utime), tv(ru.Stime)
 }
 
 // maxRSS is this process's peak resident set, in bytes.

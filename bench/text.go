@@ -24,7 +24,8 @@ func (r *Report) WriteText(w io.Writer) error {
 		m.Publishers, m.Sent, m.PerSec, m.Rate, m.Acked, m.Late, m.SendFailed)
 	row("ack ms", "%s", r.Ack)
 	d := r.Deliveries
-	row("deliveries", "%d in all, %d in window = %.0f/s; %d frames (%.1f msgs/frame)", d.Total, d.Window, d.PerSec, d.Frames, d.MsgsPerFrame)
+	row("deliveries", "%d in all, %d in window = %.0f/s; %d batch frames (%.1f msgs/frame), %d presence frames",
+		d.Total, d.Window, d.PerSec, d.Frames, d.MsgsPerFrame, d.PresenceFrames)
 	row("latency ms", "%s  (%d sampled members)", r.Latency, d.SampledMembers)
 	l := r.Loss
 	row("loss", "%d lost (%d members), %d duplicates, %d aged out on resume, %d bad frames, %d bad messages",
@@ -41,8 +42,8 @@ func (r *Report) WriteText(w io.Writer) error {
 			d.FirstP99MS, d.LastP99MS, d.FirstDeliveriesPS, d.LastDeliveriesPS, d.FirstRelayRSSMB, d.LastRelayRSSMB)
 	}
 	cl := r.Client
-	row("bench", "%.2f cores in window (machine: %.2f of %d busy), %.1f CPU s in all, %.0f MB peak RSS, %d stalled",
-		cl.CPUCoresWindow, cl.MachineCores, cl.CPUs, cl.CPUSeconds, cl.MaxRSSMB, cl.Stalled)
+	row("bench", "%.2f cores in window (machine: %.2f of %d busy), %.1f CPU s in all (%.0f%% kernel), %.0f MB peak RSS, %d stalled",
+		cl.CPUCoresWindow, cl.MachineCores, cl.CPUs, cl.CPUSeconds, 100*cl.CPUSysSeconds/max(cl.CPUSeconds, 1e-9), cl.MaxRSSMB, cl.Stalled)
 	row("bench runtime", "goroutines waited p99 %.2f ms, max %.2f ms to run; GC paused %.2f ms in all, %.2f ms at most",
 		cl.Runtime.SchedP99, cl.Runtime.SchedMax, cl.Runtime.GCPauseSum, cl.Runtime.GCPauseMax)
 	if s := r.Server; s != nil && r.Config.MetricsURL != "" {
