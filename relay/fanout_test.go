@@ -268,14 +268,7 @@ func TestSlowConsumer(t *testing.T) {
 			got.Add(int64(len(f.list("msgs"))))
 		}
 	}()
-	for i := 0; i < n; i++ {
-		if _, err := srv.Hub().Publish("stream", &shard.Message{From: "bot", Body: body}); err != nil {
-			t.Fatal(err)
-		}
-		for i%100 == 99 && got.Load() < int64(i-100) { // pace to the fast reader
-			time.Sleep(time.Millisecond)
-		}
-	}
+	publishPaced(t, srv, "stream", body, n, &got)
 	<-done
 	if got.Load() != n {
 		t.Fatalf("fast reader got %d of %d", got.Load(), n)
@@ -395,4 +388,18 @@ func discardMembers(t testing.TB, srv *relay.Server, room string, n int) *member
 		}()
 	}
 	return m
+}
+
+// publishPaced publishes n messages into room through the hub, keeping at
+// most about 100 ahead of what a reader counted in got.
+func publishPaced(t testing.TB, srv *relay.Server, room, body string, n int, got *atomic.Int64) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		if _, err := srv.Hub().Publish(room, &shard.Message{From: "bot", Body: body}); err != nil {
+			t.Fatal(err)
+		}
+		for i%100 == 99 && got.Load() < int64(i-100) {
+			time.Sleep(time.Millisecond)
+		}
+	}
 }

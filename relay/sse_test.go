@@ -19,7 +19,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/roomcast/roomcast/relay"
-	"github.com/roomcast/roomcast/shard"
 )
 
 // sseEvent is one dispatched Server-Sent Event, or one comment line.
@@ -715,14 +714,7 @@ func TestSSESlowReader(t *testing.T) {
 			got.Add(1)
 		}
 	}()
-	for i := 0; i < n; i++ {
-		if _, err := srv.Hub().Publish(room, &shard.Message{From: "bot", Body: body}); err != nil {
-			t.Fatal(err)
-		}
-		for i%100 == 99 && got.Load() < int64(i-100) { // pace to the fast reader
-			time.Sleep(time.Millisecond)
-		}
-	}
+	publishPaced(t, srv, room, body, n, &got)
 	<-done
 	if got.Load() != n {
 		t.Fatalf("fast reader got %d of %d", got.Load(), n)

@@ -13,12 +13,11 @@ import (
 
 // Join errors.
 var (
-	ErrRoomFull  = errors.New("shard: room is full")
-	ErrNoAnon    = errors.New("shard: room does not allow anonymous viewers")
-	errRoomGone  = errors.New("shard: room was dropped")
-	errTooLarge  = errors.New("shard: message does not fit a batch")
-	maxEvn       = uint64(math.MaxUint64)
-	emptyHistory = [][]byte{}
+	ErrRoomFull = errors.New("shard: room is full")
+	ErrNoAnon   = errors.New("shard: room does not allow anonymous viewers")
+	errRoomGone = errors.New("shard: room was dropped")
+	errTooLarge = errors.New("shard: message does not fit a batch")
+	maxEvn      = uint64(math.MaxUint64)
 )
 
 // Room is one chat room: its sequencer, history and members.

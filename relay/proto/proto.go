@@ -136,7 +136,6 @@ const (
 	CloseIdle         CloseCode = 4000 // nothing received within the idle timeout
 	CloseOperator     CloseCode = 4003 // admin API /api/disconnect
 	CloseSlowConsumer CloseCode = 4009 // outbound queue overflowed
-	CloseNoStatus     CloseCode = 1005 // a close frame without a code (never sent)
 )
 
 // AllCloseCodes lists the close codes the relay sends.
