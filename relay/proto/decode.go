@@ -125,6 +125,10 @@ func (d *Decoder) field(cmd *Command) error {
 		return d.str(key, &cmd.Action)
 	case "user":
 		return d.str(key, &cmd.User)
+	case "epoch":
+		return d.str(key, &cmd.Epoch)
+	case "token":
+		return d.str(key, &cmd.Token)
 	case "ref":
 		return d.uint(key, &cmd.Ref, nil)
 	case "seq":
@@ -275,6 +279,8 @@ func decodeJSON(b []byte, cmd *Command) error {
 	field("history", &history, "a non-negative integer")
 	field("action", &cmd.Action, "a string")
 	field("user", &cmd.User, "a string")
+	field("epoch", &cmd.Epoch, "a string")
+	field("token", &cmd.Token, "a string")
 	field("secs", &secs, "a non-negative integer")
 	field("seq", &cmd.Seq, "a non-negative integer")
 	cmd.Secs = int64(min(secs, 1<<40))

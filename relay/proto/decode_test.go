@@ -59,6 +59,12 @@ func TestDecodeFields(t *testing.T) {
 	f(`{"t":"join","room":"r","since":0,"history":0}`,
 		m{"t": "join", "room": "r", "since": 0, "history": 0},
 		proto.Command{T: "join", Room: "r", HasSince: true, HasHistory: true})
+	f(`{"t":"join","ref":2,"room":"r","since":41,"epoch":"k3x9q2"}`,
+		m{"t": "join", "ref": 2, "room": "r", "since": 41, "epoch": "k3x9q2"},
+		proto.Command{T: "join", Ref: 2, Room: "r", Since: 41, HasSince: true, Epoch: "k3x9q2"})
+	f(`{"t":"refresh","ref":7,"token":"a.b.c"}`,
+		m{"t": "refresh", "ref": 7, "token": "a.b.c"},
+		proto.Command{T: "refresh", Ref: 7, Token: "a.b.c"})
 	f(`{"t":"leave","ref":3,"room":"r"}`,
 		m{"t": "leave", "ref": 3, "room": "r"},
 		proto.Command{T: "leave", Ref: 3, Room: "r"})

@@ -57,11 +57,12 @@ func (f Format) String() string {
 
 // Client-to-server frame types.
 const (
-	TJoin  = "join"
-	TLeave = "leave"
-	TSend  = "send"
-	TPing  = "ping"
-	TMod   = "mod"
+	TJoin    = "join"
+	TLeave   = "leave"
+	TSend    = "send"
+	TPing    = "ping"
+	TMod     = "mod"
+	TRefresh = "refresh" // v1.1: a fresh token for this connection
 )
 
 // Moderation actions of mod frames and POST /api/mod.
@@ -112,13 +113,14 @@ const (
 	CodeRoomFull     Code = "room_full"
 	CodeUnavailable  Code = "unavailable"
 	CodeInternal     Code = "internal"
+	CodeBadToken     Code = "bad_token" // v1.1: a refresh whose token does not verify or names another user
 )
 
 // AllCodes lists every error code, for metrics that are resolved up front.
 var AllCodes = []Code{
 	CodeBadRequest, CodeUnknownType, CodeBadRoom, CodeForbidden, CodeNotJoined,
 	CodeTooLarge, CodeRateLimited, CodeSlowMode, CodeMuted, CodeBanned,
-	CodeTooManyRooms, CodeRoomFull, CodeUnavailable, CodeInternal,
+	CodeTooManyRooms, CodeRoomFull, CodeUnavailable, CodeInternal, CodeBadToken,
 }
 
 // CloseCode is a WebSocket close status. Close codes end the connection; they
@@ -133,15 +135,17 @@ const (
 	CloseInvalidData  CloseCode = 1007 // invalid UTF-8, or a frame that does not decode
 	ClosePolicy       CloseCode = 1008 // repeated abuse after rate_limited
 	CloseTooBig       CloseCode = 1009 // frame or reassembled message over max_frame
+	CloseInternal     CloseCode = 1011 // the relay failed on this connection (a recovered panic)
 	CloseIdle         CloseCode = 4000 // nothing received within the idle timeout
 	CloseOperator     CloseCode = 4003 // admin API /api/disconnect
 	CloseSlowConsumer CloseCode = 4009 // outbound queue overflowed
+	CloseTokenExpired CloseCode = 4010 // v1.1: the token expired and no refresh came
 )
 
 // AllCloseCodes lists the close codes the relay sends.
 var AllCloseCodes = []CloseCode{
 	CloseNormal, CloseGoingAway, CloseProtocol, CloseInvalidData, ClosePolicy,
-	CloseTooBig, CloseIdle, CloseOperator, CloseSlowConsumer,
+	CloseTooBig, CloseInternal, CloseIdle, CloseOperator, CloseSlowConsumer, CloseTokenExpired,
 }
 
 // Message is one chat message of a room, as carried in batch and joined.
@@ -189,6 +193,7 @@ type Joined struct {
 	Ref     uint64   `msgpack:"ref,omitempty" json:"ref,omitempty"`
 	Room    string   `msgpack:"room" json:"room"`
 	Seq     uint64   `msgpack:"seq" json:"seq"`
+	Epoch   string   `msgpack:"epoch,omitempty" json:"epoch,omitempty"` // v1.1: names the room's history; see PROTOCOL.md section 8
 	History any      `msgpack:"history" json:"history"`
 	Gap     bool     `msgpack:"gap" json:"gap"`
 	Count   int      `msgpack:"count" json:"count"`
@@ -265,6 +270,8 @@ type Command struct {
 	Meta       map[string]string
 	Since      uint64
 	HasSince   bool
+	Epoch      string // join: the epoch since belongs to (v1.1); "" if absent
+	Token      string // refresh: the fresh token (v1.1)
 	History    int
 	HasHistory bool
 	Action     string
