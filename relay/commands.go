@@ -14,6 +14,9 @@ import (
 
 // command runs one decoded client frame.
 func (s *session) command(c *proto.Command) {
+	if h := commandHook.Load(); h != nil {
+		(*h)(c)
+	}
 	switch c.T {
 	case proto.TJoin:
 		s.join(c)
