@@ -3,12 +3,15 @@ package relay_test
 import (
 	"context"
 	"net"
+	"net/http"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gobwas/ws"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/roomcast/roomcast/relay"
 )
@@ -81,4 +84,23 @@ func readUntilClose(t testing.TB, c *client, each func(frame)) int {
 		}
 		return ce.code
 	}
+}
+
+// queuedBytes scrapes roomcast_outbound_queued_bytes (0 if the scrape
+// fails); unlike metricsOf it may run outside the test's goroutine.
+func queuedBytes(srv *relay.Server) float64 {
+	resp, err := http.Get("http://" + srv.AdminAddr() + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return 0
+	}
+	if f := fams["roomcast_outbound_queued_bytes"]; f != nil && len(f.GetMetric()) == 1 {
+		return f.GetMetric()[0].GetGauge().GetValue()
+	}
+	return 0
 }

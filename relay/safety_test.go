@@ -59,9 +59,11 @@ func TestFloodWithoutReading(t *testing.T) {
 						return
 					case <-time.After(300 * time.Millisecond):
 					}
-					maxQueued = max(maxQueued, metricsOf(t, srv)["roomcast_outbound_queued_bytes"])
+					maxQueued = max(maxQueued, queuedBytes(srv))
 				}
 			}()
+			stopSampling := sync.OnceFunc(func() { close(stop); wg.Wait() })
+			defer stopSampling()
 			_ = flood.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
 			sent := 0
 			for sent < 50<<20 {
@@ -75,8 +77,7 @@ func TestFloodWithoutReading(t *testing.T) {
 				m := metricsOf(t, srv)
 				return m["roomcast_slow_consumers_total"] == 1 && m[`roomcast_disconnects_total{code="4009"}`] == 1
 			})
-			close(stop)
-			wg.Wait()
+			stopSampling()
 			if maxQueued > limit+256 {
 				t.Fatalf("the relay queued %.0f bytes, cap %d", maxQueued, limit)
 			}
