@@ -308,3 +308,20 @@ func TestPeerCloseCodes(t *testing.T) {
 		}
 	}
 }
+
+// TestHugeFrameHeaderClosesAtOnce: a frame announcing more than max_frame is
+// refused (1009) as soon as its header arrives, so the relay never holds
+// more than one frame of a client's unparsed bytes.
+func TestHugeFrameHeaderClosesAtOnce(t *testing.T) {
+	srv := startRelay(t, nil)
+	c := dial(t, srv, dialOpts{})
+	var w bytes.Buffer
+	if err := ws.WriteHeader(&w, ws.Header{Fin: true, OpCode: ws.OpBinary, Masked: true, Length: 1 << 40}); err != nil {
+		t.Fatal(err)
+	}
+	w.Write(make([]byte, 1000)) // a beginning of the payload, and no more
+	if _, err := c.conn.Write(w.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	c.expectClose(1009)
+}
