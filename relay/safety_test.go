@@ -167,7 +167,7 @@ func TestPanicClosesOnlyItsConnection(t *testing.T) {
 // expires.
 func TestTokenExpiryCloses4010(t *testing.T) {
 	srv := startRelay(t, nil)
-	exp := time.Now().Add(2 * time.Second).Truncate(time.Second)
+	exp := time.Now().Add(3 * time.Second).Truncate(time.Second) // 2 to 3 seconds away
 	c := dial(t, srv, dialOpts{token: expiring(t, "eve", exp, nil)})
 	_ = c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	code := readUntilClose(t, c, nil)
@@ -183,14 +183,15 @@ func TestTokenExpiryCloses4010(t *testing.T) {
 func TestTokenRefresh(t *testing.T) {
 	srv := startRelay(t, nil)
 	start := time.Now()
-	c := dial(t, srv, dialOpts{token: expiring(t, "ann", start.Add(2*time.Second), nil)})
+	exp := start.Add(3 * time.Second).Truncate(time.Second) // 2 to 3 seconds away: exp is in whole seconds
+	c := dial(t, srv, dialOpts{token: expiring(t, "ann", exp, nil)})
 	c.join("r", 1)
 	time.Sleep(time.Second)
 	c.send(map[string]any{"t": "refresh", "ref": 7, "token": expiring(t, "ann", start.Add(10*time.Second), nil)})
 	if f := c.expect("ack"); f.num("ref") != 7 {
 		t.Fatalf("ack %v, want ref 7", f)
 	}
-	time.Sleep(time.Until(start.Add(4 * time.Second)))
+	time.Sleep(time.Until(exp.Add(2 * time.Second))) // past the first token's expiry and a tick
 	c.send(map[string]any{"t": "send", "room": "r", "body": "still here", "ref": 8})
 	for {
 		f := c.next()
