@@ -22,14 +22,22 @@ const (
 // tokenLeeway is the clock skew allowed on exp, nbf and iat.
 const tokenLeeway = 30 * time.Second
 
-// identity is who a connection is. Set by the upgrade, then read-only.
+// identity is who a connection is. Set by the upgrade; a refresh replaces
+// it with a new one on the session's loop (never changing user or anon).
+// Read-only once made.
 type identity struct {
 	user   string
 	name   string
 	role   string
 	anon   bool
-	badges []string // copied into the user's messages
-	rooms  []string // patterns of rooms the user may join; nil means all
+	badges []string  // copied into the user's messages
+	rooms  []string  // patterns of rooms the user may join; nil means all
+	exp    time.Time // the token's expiry; zero means none
+}
+
+// expired reports whether the identity's token has expired at now.
+func (id *identity) expired(now time.Time) bool {
+	return !id.exp.IsZero() && !now.Before(id.exp)
 }
 
 // claims are the JWT claims roomcast reads.
@@ -127,5 +135,9 @@ func (a *authenticator) identify(token string) (*identity, error) {
 	default:
 		return nil, fmt.Errorf("invalid token: unknown role %q", c.Role)
 	}
-	return &identity{user: c.Subject, name: c.Name, role: c.Role, badges: c.Badges, rooms: c.Rooms}, nil
+	id := &identity{user: c.Subject, name: c.Name, role: c.Role, badges: c.Badges, rooms: c.Rooms}
+	if c.ExpiresAt != nil {
+		id.exp = c.ExpiresAt.Time
+	}
+	return id, nil
 }

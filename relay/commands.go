@@ -14,6 +14,9 @@ import (
 
 // command runs one decoded client frame.
 func (s *session) command(c *proto.Command) {
+	if h := commandHook.Load(); h != nil {
+		(*h)(c)
+	}
 	switch c.T {
 	case proto.TJoin:
 		s.join(c)
@@ -25,6 +28,8 @@ func (s *session) command(c *proto.Command) {
 		s.reply(&proto.Pong{T: proto.TPong, Ref: c.Ref})
 	case proto.TMod:
 		s.mod(c)
+	case proto.TRefresh:
+		s.refresh(c)
 	default:
 		s.fail(c.Ref, proto.CodeUnknownType, "unknown frame type "+quote(c.T), "")
 	}
@@ -120,9 +125,14 @@ func (s *session) send(c *proto.Command) {
 		return
 	}
 	if s.rooms[c.Room] == nil {
-		if !proto.ValidRoom(c.Room) {
+		// A ban removes the membership, so the banned land here: tell
+		// them so. (A member's sends are checked for bans by Publish.)
+		switch {
+		case !proto.ValidRoom(c.Room):
 			s.fail(c.Ref, proto.CodeBadRoom, "bad room name", c.Room)
-		} else {
+		case s.srv.banned(c.Room, s.id.user):
+			s.fail(c.Ref, proto.CodeBanned, "you are banned from this room", c.Room)
+		default:
 			s.fail(c.Ref, proto.CodeNotJoined, "join the room before sending", c.Room)
 		}
 		return
@@ -162,6 +172,13 @@ func (s *session) send(c *proto.Command) {
 	if c.Ref != 0 {
 		s.reply(&proto.Ack{T: proto.TAck, Ref: c.Ref, Room: c.Room, Seq: seq})
 	}
+}
+
+// banned reports whether user is banned from room (false if there is no
+// such room). Any goroutine.
+func (s *Server) banned(room, user string) bool {
+	r := s.hub.Lookup(room)
+	return r != nil && r.Banned(user)
 }
 
 // limited answers a request refused by a rate limit of kind, with the

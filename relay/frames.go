@@ -161,6 +161,8 @@ func (s *session) peerClosed(body []byte) {
 	switch {
 	case len(body) == 1:
 		s.close(proto.CloseProtocol, errCloseBody.Error())
+	case len(body) >= 2 && !wireCloseCode(binary.BigEndian.Uint16(body)):
+		s.close(proto.CloseProtocol, "close code not allowed on the wire")
 	case len(body) > 2 && !utf8.Valid(body[2:]):
 		s.close(proto.CloseInvalidData, "close reason is not valid UTF-8")
 	default:
@@ -186,5 +188,17 @@ func (s *session) message(op byte, data []byte) {
 		s.close(proto.CloseInvalidData, "frame does not decode: "+err.Error())
 	default:
 		s.command(cmd)
+	}
+}
+
+// wireCloseCode reports whether a peer may send code in a close frame
+// (RFC 6455 section 7.4 and the IANA registry): 1000-1003, 1007-1014 and
+// 3000-4999. 1004-1006 and 1015 are reserved, the rest unassigned.
+func wireCloseCode(code uint16) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	default:
+		return code >= 3000 && code <= 4999
 	}
 }

@@ -59,35 +59,43 @@ type tickTask struct {
 var pingFrame = ws.MustCompileFrame(ws.NewPingFrame(nil))
 
 func (t tickTask) Run(context.Context) error {
-	l, cfg := t.l, &t.l.srv.cfg
+	l := t.l
 	l.now = t.now
 	var queued int64
 	for s := range l.sessions {
 		queued += int64(s.conn.OutboundBuffered())
-		switch {
-		case s.state == stateClosing:
-			if t.now.Sub(s.closingSince) > closeLinger {
-				_ = s.conn.Close()
-			}
-		case s.state == stateHTTP:
-			if t.now.Sub(s.openedAt) > handshakeTimeout {
-				s.srv.metrics.handshakeFail("timeout")
-				_ = s.conn.Close()
-			}
-		case s.sse: // readers of a stream send nothing: keep it alive instead
-			if t.now.Sub(s.lastPing) >= min(cfg.PingInterval, sseKeepAlive) {
-				s.lastPing = t.now
-				s.write(sseComment)
-			}
-		case t.now.Sub(s.lastRecv) > cfg.IdleTimeout:
-			s.close(proto.CloseIdle, "idle timeout")
-		case t.now.Sub(s.lastPing) >= cfg.PingInterval:
-			s.lastPing = t.now
-			s.write(pingFrame)
-		}
+		s.tick(t.now)
 	}
 	l.queued.Store(queued)
 	return nil
+}
+
+// tick does a session's timed work: closes, timeouts, pings, token expiry.
+func (s *session) tick(now time.Time) {
+	defer s.srv.rescue(s.conn, siteTick)
+	cfg := &s.srv.cfg
+	switch {
+	case s.state == stateClosing:
+		s.tickClosing(now)
+	case s.state == stateHTTP:
+		if now.Sub(s.openedAt) > handshakeTimeout {
+			s.srv.metrics.handshakeFail("timeout")
+			_ = s.conn.Close()
+		}
+	case s.sse: // readers of a stream send nothing: keep it alive instead
+		if now.Sub(s.lastPing) >= min(cfg.PingInterval, sseKeepAlive) {
+			s.lastPing = now
+			s.write(sseComment)
+		}
+	case s.state != stateOpen:
+	case s.id.expired(now):
+		s.close(proto.CloseTokenExpired, "token expired")
+	case now.Sub(s.lastRecv) > cfg.IdleTimeout:
+		s.close(proto.CloseIdle, "idle timeout")
+	case now.Sub(s.lastPing) >= cfg.PingInterval:
+		s.lastPing = now
+		s.write(pingFrame)
+	}
 }
 
 // drainTask closes every connection of the loop with 1001.
@@ -95,13 +103,18 @@ type drainTask struct{ l *loop }
 
 func (t drainTask) Run(context.Context) error {
 	for s := range t.l.sessions {
-		if s.state == stateHTTP {
-			_ = s.conn.Close()
-			continue
-		}
-		s.close(proto.CloseGoingAway, "server shutting down")
+		s.drain()
 	}
 	return nil
+}
+
+func (s *session) drain() {
+	defer s.srv.rescue(s.conn, siteDrain)
+	if s.state == stateHTTP {
+		_ = s.conn.Close()
+		return
+	}
+	s.close(proto.CloseGoingAway, "server shutting down")
 }
 
 // upgrade is the scratch state of one HTTP upgrade, reused by the loop.

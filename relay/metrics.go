@@ -32,6 +32,7 @@ type metrics struct {
 	rateLimited    map[string]prometheus.Counter // by kind
 	apiCalls       prometheus.Counter
 	modActions     map[string]prometheus.Counter // by action
+	panics         *panicStats
 
 	acceptToSequenced prometheus.Histogram
 	fanout            prometheus.Histogram // sequenced to written, for the last loop of a flush
@@ -40,7 +41,7 @@ type metrics struct {
 }
 
 // rateLimitKinds are the label values of roomcast_ratelimit_hits_total.
-var rateLimitKinds = []string{"send", "slow_mode", "join", "ip"}
+var rateLimitKinds = []string{"send", "slow_mode", "join", "refresh", "ip"}
 
 // latencyBuckets span 50us to about 10s, for a relay.
 var latencyBuckets = prometheus.ExponentialBucketsRange(50e-6, 10, 20)
@@ -60,6 +61,7 @@ func newMetrics(s *Server) *metrics {
 	m.framesIn = counter("roomcast_messages_received_total", "Whole client messages (frames or reassembled fragments) received.")
 	m.sendsAccepted = counter("roomcast_messages_accepted_total", "Client send frames sequenced into a room.")
 	m.slowConsumers = counter("roomcast_slow_consumers_total", "Connections closed because their outbound queue passed max-outbound (4009).")
+	m.panics = newPanicStats(f)
 	m.apiCalls = counter("roomcast_admin_api_requests_total", "Admin API calls answered (any status).")
 	hist := func(name, help string, buckets []float64) prometheus.Histogram {
 		h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets})

@@ -105,6 +105,7 @@ type kickTask struct {
 }
 
 func (t kickTask) Run(context.Context) error {
+	defer t.s.srv.rescue(t.s.conn, siteTask)
 	ms := t.s.rooms[t.room]
 	if ms == nil || t.s.state != stateOpen {
 		return nil

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
-	"golang.org/x/sys/unix"
 
 	"github.com/roomcast/roomcast/ratelimit"
 	"github.com/roomcast/roomcast/relay/proto"
@@ -39,6 +38,7 @@ type session struct {
 	// Owned by the event loop.
 	openedAt     time.Time // accepted
 	state        sessionState
+	flushing     bool      // closing: the close frame waits behind queued bytes (see endClose)
 	lastRecv     time.Time // any bytes received
 	lastPing     time.Time
 	closingSince time.Time
@@ -53,6 +53,7 @@ type session struct {
 // OnOpen creates the session of a new connection. gnet calls it on the
 // connection's loop.
 func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	defer s.rescue(c, siteOpen)
 	if s.draining.Load() {
 		return nil, gnet.Close
 	}
@@ -69,6 +70,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 
 // OnClose ends the session: it leaves every room. gnet calls it on the loop.
 func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
+	defer s.rescue(c, siteClose)
 	ss, ok := c.Context().(*session)
 	if !ok {
 		return gnet.None
@@ -99,6 +101,7 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 // frames. It never blocks; an incomplete request or frame waits for more
 // bytes in gnet's inbound buffer. gnet calls it on the loop.
 func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
+	defer s.rescue(c, siteTraffic)
 	ss, ok := c.Context().(*session)
 	if !ok {
 		return gnet.Close // refused in OnOpen
@@ -135,13 +138,6 @@ func (s *session) open(id *identity, f proto.Format) {
 		Role: id.role, Limits: s.srv.helloLimits(id), Node: s.srv.cfg.NodeID})
 }
 
-// write queues bytes on the connection (copied by gnet).
-func (s *session) write(b []byte) {
-	if _, err := s.conn.Write(b); err == nil {
-		s.loop.bytesOut.Add(int64(len(b)))
-	}
-}
-
 // reply encodes one frame to this session.
 func (s *session) reply(v any) {
 	b, err := s.loop.enc.Frame(s.format, v)
@@ -152,40 +148,15 @@ func (s *session) reply(v any) {
 	s.write(b)
 }
 
-// Deliver writes a room's frames (shard.Member). A member whose unsent bytes
-// pass MaxOutbound is closed with 4009. Runs on the loop.
+// Deliver writes a room's frames (shard.Member). Runs on the loop, once per
+// member per flush: the deferred rescue is open-coded, so it costs no
+// allocation.
 func (s *session) Deliver(frame []byte) {
+	defer s.srv.rescue(s.conn, siteDeliver)
 	if s.state != stateOpen {
 		return
 	}
-	_, _ = s.conn.Write(frame)
-	s.loop.bytesOut.Add(int64(len(frame)))
-	if s.conn.OutboundBuffered() > s.srv.cfg.MaxOutbound {
-		s.srv.metrics.slowConsumers.Inc()
-		s.close(proto.CloseSlowConsumer, "slow consumer")
-	}
-}
-
-// close sends a close frame and ends the session. Once our close frame is
-// out we shut down our side and wait (up to closeLinger) for the peer's FIN,
-// so the frame is read before the socket goes, rather than lost to a reset.
-func (s *session) close(code proto.CloseCode, reason string) {
-	if s.state >= stateClosing {
-		return
-	}
-	s.state = stateClosing
-	s.closingSince = s.loop.now
-	s.srv.metrics.disconnect(code).Inc()
-	if s.sse { // an event stream has no close frame
-		_ = s.conn.Close()
-		return
-	}
-	s.write(proto.CloseFrame(code, reason))
-	if s.conn.OutboundBuffered() > 0 {
-		_ = s.conn.Close() // a slow reader: do not wait for it
-		return
-	}
-	_ = unix.Shutdown(s.conn.Fd(), unix.SHUT_WR)
+	s.write(frame)
 }
 
 // helloLimits are the limits hello announces: the send limits of the user's
