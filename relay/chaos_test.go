@@ -87,6 +87,9 @@ func TestChaos(t *testing.T) {
 		t.Fatalf("the witness publisher got only %d acks in %ds", acked, secs)
 	}
 
+	if n := panicsOf(t, srv); n > 0 {
+		t.Fatalf("the relay recovered %v panics during the chaos run", n)
+	}
 	// The relay is still serving and ready.
 	resp, err := http.Get("http://" + srv.AdminAddr() + "/readyz")
 	if err != nil {

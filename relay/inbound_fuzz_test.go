@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,17 @@ import (
 
 	"github.com/roomcast/roomcast/relay"
 )
+
+// panicsOf is the number of panics the relay recovered, at any site.
+func panicsOf(t testing.TB, srv *relay.Server) float64 {
+	n := 0.0
+	for k, v := range metricsOf(t, srv) {
+		if strings.HasPrefix(k, "roomcast_panics_total{") {
+			n += v
+		}
+	}
+	return n
+}
 
 // FuzzInbound feeds whole connections to a real relay over loopback: the
 // bytes of an HTTP request (an upgrade, an /sse or /overlay request, or
@@ -80,5 +92,8 @@ func FuzzInbound(f *testing.F) {
 		}
 		_ = conn.(*net.TCPConn).CloseWrite()
 		_, _ = io.Copy(io.Discard, conn) // until the relay closes or the deadline
+		if n := panicsOf(t, srv); n > 0 {
+			t.Fatalf("the relay recovered %v panics", n)
+		}
 	})
 }
