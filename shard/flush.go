@@ -43,16 +43,16 @@ func (r *Room) kickLocked() bool {
 	for n < len(r.pending) {
 		it := r.pending[n]
 		if it.e != nil {
-			if n > 0 && size+len(it.e.enc[proto.Msgpack]) > r.hub.cfg.MaxBatchBytes {
+			if n > 0 && size+len(it.e.mp) > r.hub.cfg.MaxBatchBytes {
 				break
 			}
-			size += len(it.e.enc[proto.Msgpack])
-			r.dispSeq, r.dispEvn = it.e.msg.Seq, it.e.evn
+			size += len(it.e.mp)
+			r.dispSeq, r.dispEvn = it.e.seq, it.e.evn
 			n++
 			if it.e.deleted {
 				continue // deleted before it went out: never sent
 			}
-			it.enc = it.e.enc // the flusher reads these, not e, outside the lock
+			it.enc[proto.Msgpack] = it.e.mp // the flusher reads it.enc, not e, outside the lock
 			if fl.oldest.IsZero() {
 				fl.oldest = it.e.at
 			}
@@ -84,6 +84,14 @@ func (r *Room) kickLocked() bool {
 	return true
 }
 
+// endFlightLocked ends the flight in flight: its items (and the
+// encodings they hold) are let go.
+func (r *Room) endFlightLocked() {
+	r.inFlight = false
+	clear(r.fl.items)
+	r.fl.items = r.fl.items[:0]
+}
+
 // flush encodes the flight kickLocked prepared and hands it to its loops.
 // The last loop to finish starts the next flight.
 func (r *Room) flush() {
@@ -101,7 +109,7 @@ func (r *Room) flush() {
 			return
 		}
 		r.mu.Lock()
-		r.inFlight = false
+		r.endFlightLocked()
 		kick := r.kickLocked()
 		r.mu.Unlock()
 		if !kick {
@@ -119,7 +127,7 @@ func (r *Room) taskDone() {
 		obs.FlushWritten(time.Since(r.fl.oldest))
 	}
 	r.mu.Lock()
-	r.inFlight = false
+	r.endFlightLocked()
 	kick := r.kickLocked()
 	r.mu.Unlock()
 	if kick {
