@@ -554,7 +554,7 @@ func (r *Room) slowLocked(m *Message, now time.Time) error {
 // It returns the message's seq. Any goroutine.
 func (h *Hub) Publish(name string, m *Message) (uint64, error) {
 	for {
-		r, err := h.room(name, nil, true, false)
+		r, err := h.room(name, nil, true, true) // kept a while: it may be an empty room's first message
 		if err != nil {
 			return 0, err
 		}
@@ -596,7 +596,7 @@ func (r *Room) publish(m *Message) (uint64, error) {
 // node that sequenced the message admitted it. Any goroutine.
 func (h *Hub) Ingest(name string, m proto.Message) {
 	for {
-		if r, _ := h.room(name, nil, false, false); r.ingest(&m) {
+		if r, _ := h.room(name, nil, false, true); r.ingest(&m) {
 			return
 		}
 	}
