@@ -206,9 +206,7 @@ func (h *Hub) Join(name string, req *JoinRequest) (*Membership, JoinResult, erro
 			h.dropIdle(r) // a refused join must not leave an empty room behind
 			return nil, JoinResult{}, err
 		}
-		if err := res.transcode(h, req.Format); err != nil {
-			return nil, JoinResult{}, err
-		}
+		res.transcode(h, req.Format)
 		return ms, res, nil
 	}
 }
@@ -283,9 +281,7 @@ func (ms *Membership) Rejoin(req *JoinRequest) JoinResult {
 	r.mu.Lock()
 	res := r.resultLocked(req)
 	r.mu.Unlock()
-	if err := res.transcode(r.hub, ms.format); err != nil {
-		res.History = nil // kept payloads always decode
-	}
+	res.transcode(r.hub, ms.format)
 	return res
 }
 
@@ -298,20 +294,19 @@ func (r *Room) resultLocked(req *JoinRequest) JoinResult {
 
 // transcode turns the msgpack history of res into format f, outside the
 // room's lock: kept payloads are never changed, only dropped.
-func (res *JoinResult) transcode(h *Hub, f proto.Format) error {
+func (res *JoinResult) transcode(h *Hub, f proto.Format) {
 	if f == proto.Msgpack || len(res.History) == 0 {
-		return nil
+		return
 	}
 	enc := h.getEncoder()
 	defer h.putEncoder(enc)
-	for i, mp := range res.History {
-		b, err := enc.Transcode(f, res.Epoch, mp)
-		if err != nil {
-			return err
+	out := res.History[:0]
+	for _, mp := range res.History {
+		if b, err := enc.Transcode(f, res.Epoch, mp); err == nil { // payloads this room encoded always decode
+			out = append(out, append([]byte(nil), b...))
 		}
-		res.History[i] = append([]byte(nil), b...)
 	}
-	return nil
+	res.History = out
 }
 
 // membersLocked lists the room's members, for a viewer if anon; nil if the
