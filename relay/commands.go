@@ -55,7 +55,7 @@ func (s *session) join(c *proto.Command) {
 		return
 	}
 	req := shard.JoinRequest{LoopIndex: s.loop.idx, Loop: s.loop, Member: s, Format: s.format,
-		User: s.id.user, Name: s.id.name, Anon: s.id.anon, Since: c.Since, HasSince: c.HasSince}
+		User: s.id.user, Name: s.id.name, Anon: s.id.anon, Since: c.Since, HasSince: c.HasSince, Epoch: c.Epoch}
 	switch {
 	case c.HasHistory:
 		req.History = c.History
@@ -78,6 +78,8 @@ func (s *session) join(c *proto.Command) {
 		s.fail(c.Ref, proto.CodeForbidden, "this room is not open to anonymous viewers", c.Room)
 	case errors.Is(err, shard.ErrBanned):
 		s.fail(c.Ref, proto.CodeBanned, "you are banned from this room", c.Room)
+	case errors.Is(err, shard.ErrRoomLimit):
+		s.fail(c.Ref, proto.CodeUnavailable, "this relay holds as many rooms as it may", c.Room)
 	case err != nil:
 		s.fail(c.Ref, proto.CodeInternal, "cannot join", c.Room)
 	default:
@@ -90,7 +92,7 @@ func (s *session) join(c *proto.Command) {
 }
 
 func (s *session) joined(c *proto.Command, res shard.JoinResult) {
-	j := proto.Joined{T: proto.TJoined, Ref: c.Ref, Room: c.Room, Seq: res.Seq, Gap: res.Gap,
+	j := proto.Joined{T: proto.TJoined, Ref: c.Ref, Room: c.Room, Seq: res.Seq, Epoch: res.Epoch, Gap: res.Gap,
 		Count: res.Count, Members: res.Members}
 	if s.format == proto.JSON {
 		h := make([]json.RawMessage, len(res.History))

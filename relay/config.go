@@ -41,8 +41,13 @@ type Config struct {
 	NodeID         string       // this node's name in hello; zero means the host name
 	Logger         *slog.Logger // zero means slog.Default()
 
+	// MaxRoomsTotal bounds the rooms this relay holds (an empty room costs
+	// about 3 KB); creating one more answers unavailable (HTTP 503). Zero
+	// means 100 000, negative means no limit.
+	MaxRoomsTotal int
+
 	// Hub overrides the room engine's settings; Loops and Policy are set by
-	// the Server.
+	// the Server, MaxRooms (if zero) from MaxRoomsTotal.
 	Hub shard.Config
 }
 
@@ -71,6 +76,8 @@ func (c *Config) setDefaults() {
 	def(&c.MaxFrame, 64<<10)
 	def(&c.MaxBody, 500)
 	def(&c.MaxRooms, 32)
+	def(&c.MaxRoomsTotal, 100_000)
+	def(&c.Hub.MaxRooms, c.MaxRoomsTotal)
 	def(&c.MaxOutbound, 1<<20)
 	def(&c.History, 100)
 	def(&c.SendBurst, 20)

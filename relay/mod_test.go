@@ -1185,7 +1185,7 @@ func (s *mtSSE) next() mtEvent {
 func (s *mtSSE) wantMsgs(what string, ids ...int) {
 	s.t.Helper()
 	for _, id := range ids {
-		if ev := s.next(); ev.name != "msg" || ev.id != strconv.Itoa(id) {
+		if ev := s.next(); ev.name != "msg" || !isEventID(ev.id, uint64(id)) {
 			s.t.Fatalf("%s: event %+v, want msg %d", what, ev, id)
 		}
 	}

@@ -27,6 +27,11 @@ type Namespace struct {
 	MaxMembers    *int                 `yaml:"max_members"`     // connections per room, then room_full; built-in 0 (no limit)
 	SlowMode      *int                 `yaml:"slow_mode"`       // seconds between a user's messages in one room (mods, admins, bots exempt); built-in 0 (off)
 	RateLimits    map[string]RateLimit `yaml:"rate_limits"`     // send limits by role (user, mod, admin, bot); built-in: see defaultRates
+
+	// MemberListViewers: anonymous viewers get member lists too; when
+	// false their joined has no members and their presence only a count.
+	// Built-in true.
+	MemberListViewers *bool `yaml:"member_list_viewers"`
 }
 
 // Roles that send, in the order of policy.rates.
@@ -108,6 +113,7 @@ func (ps *policies) resolve(cfg *Config, base, ns Namespace, name string) (*poli
 	if !pick(ns.MemberList, base.MemberList, true) || p.shard.MemberListMax == 0 {
 		p.shard.MemberListMax = -1
 	}
+	p.shard.NoViewerList = !pick(ns.MemberListViewers, base.MemberListViewers, true)
 	p.shard.MaxMembers = pick(ns.MaxMembers, base.MaxMembers, 0)
 	p.shard.SlowMode = time.Duration(pick(ns.SlowMode, base.SlowMode, 0)) * time.Second
 	if p.shard.MaxMembers < 0 || p.shard.SlowMode < 0 {

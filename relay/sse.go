@@ -119,17 +119,22 @@ func (s *session) openSSE(req *http.Request) {
 }
 
 // sseResume fills the join's resume point: Last-Event-ID (sent by browsers
-// when they reconnect), else since, and history.
+// when they reconnect), else since, and history. Both are event ids,
+// "<epoch>:<seq>", or a bare seq of the room's current epoch.
 func sseResume(jr *shard.JoinRequest, since, lastID, history string) error {
 	if id := strings.TrimSpace(lastID); id != "" {
 		since = id // a browser reconnecting: it knows better than the URL it was opened with
 	}
 	if since != "" {
-		n, err := strconv.ParseUint(since, 10, 64)
-		if err != nil {
-			return errors.New("since and Last-Event-ID must be a seq")
+		epoch, seq, hasEpoch := strings.Cut(since, ":")
+		if !hasEpoch {
+			epoch, seq = "", since
 		}
-		jr.Since, jr.HasSince, jr.History = n, true, -1
+		n, err := strconv.ParseUint(seq, 10, 64)
+		if err != nil || hasEpoch && epoch == "" {
+			return errors.New("since and Last-Event-ID must be an event id (<epoch>:<seq>) or a seq")
+		}
+		jr.Since, jr.HasSince, jr.Epoch, jr.History = n, true, epoch, -1
 	}
 	if history != "" {
 		n, err := strconv.ParseUint(history, 10, 31)

@@ -215,8 +215,8 @@ func checkMsgEvent(t testing.TB, ev sseEvent) sseMsg {
 	if err := json.Unmarshal([]byte(ev.data), &m); err != nil {
 		t.Fatalf("msg data %q: %v", ev.data, err)
 	}
-	if !ev.hasID || ev.id != strconv.FormatUint(m.Seq, 10) {
-		t.Fatalf("msg event id %q (present %v), want the seq %d", ev.id, ev.hasID, m.Seq)
+	if !ev.hasID || !isEventID(ev.id, m.Seq) {
+		t.Fatalf("msg event id %q (present %v), want <epoch>:%d", ev.id, ev.hasID, m.Seq)
 	}
 	if m.Seq == 0 || m.TS <= 0 || m.From == "" {
 		t.Fatalf("msg %s lacks seq, ts or from", ev.data)
@@ -707,7 +707,7 @@ func TestSSESlowReader(t *testing.T) {
 			if ev.isComment || ev.event == "presence" {
 				continue
 			}
-			if ev.event != "msg" || ev.id != strconv.FormatInt(got.Load()+1, 10) {
+			if ev.event != "msg" || !isEventID(ev.id, uint64(got.Load()+1)) {
 				t.Errorf("fast reader: got %q id %q after %d", ev.event, ev.id, got.Load())
 				return
 			}

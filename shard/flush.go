@@ -16,7 +16,10 @@ type flight struct {
 	targets []*loopRoom
 
 	all     [proto.NumFormats][]byte // every frame of the flight, back to back
-	parts   []part                   // where each frame lies in all
+	viewers bool                     // the room hides member lists from its anonymous viewers, and has some
+	split   bool                     // viewers, and a presence frame lists members: viewers read vall
+	vall    [proto.NumFormats][]byte // all, with count-only presence frames (when split)
+	parts   []part                   // where each frame lies in all (and vall)
 	minMsg  uint64                   // lowest evn of a batch frame (maxEvn if none)
 	minPres uint64                   // lowest evn of a presence frame (maxEvn if none)
 	msgs    int64                    // messages in the flight
@@ -25,10 +28,11 @@ type flight struct {
 }
 
 type part struct {
-	off, end [proto.NumFormats]int
-	evn      uint64
-	pres     bool
-	msgs     int64
+	off, end   [proto.NumFormats]int
+	voff, vend [proto.NumFormats]int // in vall
+	evn        uint64
+	pres       bool
+	msgs       int64
 }
 
 // kickLocked starts a flight if none is under way and events are pending. It
@@ -43,16 +47,16 @@ func (r *Room) kickLocked() bool {
 	for n < len(r.pending) {
 		it := r.pending[n]
 		if it.e != nil {
-			if n > 0 && size+len(it.e.enc[proto.Msgpack]) > r.hub.cfg.MaxBatchBytes {
+			if n > 0 && size+len(it.e.mp) > r.hub.cfg.MaxBatchBytes {
 				break
 			}
-			size += len(it.e.enc[proto.Msgpack])
-			r.dispSeq, r.dispEvn = it.e.msg.Seq, it.e.evn
+			size += len(it.e.mp)
+			r.dispSeq, r.dispEvn = it.e.seq, it.e.evn
 			n++
 			if it.e.deleted {
 				continue // deleted before it went out: never sent
 			}
-			it.enc = it.e.enc // the flusher reads these, not e, outside the lock
+			it.enc[proto.Msgpack] = it.e.mp // the flusher reads it.enc, not e, outside the lock
 			if fl.oldest.IsZero() {
 				fl.oldest = it.e.at
 			}
@@ -74,6 +78,7 @@ func (r *Room) kickLocked() bool {
 	for f := range fl.formats {
 		fl.formats[f] = f == int(proto.Msgpack) || r.fmtCount[f] > 0
 	}
+	fl.viewers = r.policy.NoViewerList && r.anon > 0
 	fl.targets = fl.targets[:0]
 	for i := range r.loops {
 		if r.loops[i].count > 0 {
@@ -82,6 +87,14 @@ func (r *Room) kickLocked() bool {
 	}
 	r.inFlight = true
 	return true
+}
+
+// endFlightLocked ends the flight in flight: its items (and the
+// encodings they hold) are let go.
+func (r *Room) endFlightLocked() {
+	r.inFlight = false
+	clear(r.fl.items)
+	r.fl.items = r.fl.items[:0]
 }
 
 // flush encodes the flight kickLocked prepared and hands it to its loops.
@@ -101,7 +114,7 @@ func (r *Room) flush() {
 			return
 		}
 		r.mu.Lock()
-		r.inFlight = false
+		r.endFlightLocked()
 		kick := r.kickLocked()
 		r.mu.Unlock()
 		if !kick {
@@ -119,7 +132,7 @@ func (r *Room) taskDone() {
 		obs.FlushWritten(time.Since(r.fl.oldest))
 	}
 	r.mu.Lock()
-	r.inFlight = false
+	r.endFlightLocked()
 	kick := r.kickLocked()
 	r.mu.Unlock()
 	if kick {
@@ -134,9 +147,10 @@ func (r *Room) encodeFlight() {
 	enc := r.hub.getEncoder()
 	defer r.hub.putEncoder(enc)
 	for f := range fl.all {
-		fl.all[f] = fl.all[f][:0]
+		fl.all[f], fl.vall[f] = fl.all[f][:0], fl.vall[f][:0]
 	}
 	fl.parts, fl.minMsg, fl.minPres, fl.msgs = fl.parts[:0], maxEvn, maxEvn, 0
+	fl.split = fl.viewers && listsMembers(fl.items)
 	for i := 0; i < len(fl.items); {
 		if p := fl.items[i].p; p != nil {
 			r.addPresence(enc, p)
@@ -168,9 +182,9 @@ func (r *Room) addBatch(enc *proto.Encoder, items []item) {
 		for _, it := range items {
 			fl.scratch = append(fl.scratch, it.enc[f])
 		}
-		pt.off[f] = len(fl.all[f])
-		fl.all[f] = append(fl.all[f], enc.Batch(f, r.name, fl.scratch)...)
-		pt.end[f] = len(fl.all[f])
+		b := enc.Batch(f, r.name, fl.scratch)
+		fl.put(&pt, f, b)
+		fl.putView(&pt, f, b)
 	}
 	clear(fl.scratch)
 	fl.parts = append(fl.parts, pt)
@@ -194,9 +208,11 @@ func (r *Room) addPresence(enc *proto.Encoder, p *presItem) {
 		if err != nil {
 			continue // plain strings and ints always encode
 		}
-		pt.off[f] = len(fl.all[f])
-		fl.all[f] = append(fl.all[f], b...)
-		pt.end[f] = len(fl.all[f])
+		fl.put(&pt, f, b)
+		if fl.split && len(ev.Joins)+len(ev.Leaves) > 0 {
+			b, _ = enc.Frame(f, &proto.Presence{T: proto.TPresence, Room: r.name, Count: p.count})
+		}
+		fl.putView(&pt, f, b)
 	}
 	fl.parts = append(fl.parts, pt)
 	fl.minPres = min(fl.minPres, pt.evn)
@@ -209,33 +225,51 @@ func (r *Room) addControl(c *ctrlItem) {
 		if !fl.formats[f] {
 			continue
 		}
-		pt.off[f] = len(fl.all[f])
-		fl.all[f] = append(fl.all[f], c.frame[f]...)
-		pt.end[f] = len(fl.all[f])
+		fl.put(&pt, f, c.frame[f])
+		fl.putView(&pt, f, c.frame[f])
 	}
 	fl.parts = append(fl.parts, pt)
 	fl.minMsg = min(fl.minMsg, pt.evn)
+}
+
+// put appends a frame in format f to the flight.
+func (fl *flight) put(pt *part, f proto.Format, b []byte) {
+	pt.off[f] = len(fl.all[f])
+	fl.all[f] = append(fl.all[f], b...)
+	pt.end[f] = len(fl.all[f])
+}
+
+// putView appends the viewers' variant of a frame in format f to the
+// viewers' stream, if the flight has one.
+func (fl *flight) putView(pt *part, f proto.Format, b []byte) {
+	if !fl.split {
+		return
+	}
+	pt.voff[f] = len(fl.vall[f])
+	fl.vall[f] = append(fl.vall[f], b...)
+	pt.vend[f] = len(fl.vall[f])
+}
+
+// listsMembers reports whether a presence event among items names members.
+func listsMembers(items []item) bool {
+	for i := range items {
+		if p := items[i].p; p != nil && len(p.joins)+len(p.leaves) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Run writes the flight to this loop's members. It runs on the loop.
 func (lr *loopRoom) Run(context.Context) error {
 	start := time.Now()
 	r := lr.room
-	fl := &r.fl
-	var deliveries, writes int64
-	// A failed write may close the member at once, and its Leave then
-	// moves the last member into its place: visit that place again.
-	for i := 0; i < len(lr.members); i++ {
-		ms := lr.members[i]
-		d, w := ms.deliver(fl)
-		deliveries += d
-		writes += w
-		if i < len(lr.members) && lr.members[i] != ms {
-			i--
-		}
+	var t tally
+	for i := 0; i < len(lr.members); {
+		i = lr.writeFrom(i, &t)
 	}
-	r.hub.Stats.Deliveries.Add(deliveries)
-	r.hub.Stats.Writes.Add(writes)
+	r.hub.Stats.Deliveries.Add(t.deliveries)
+	r.hub.Stats.Writes.Add(t.writes)
 	if obs := r.hub.cfg.Observer; obs != nil {
 		obs.LoopBusy(lr.idx, time.Since(start))
 	}
@@ -243,10 +277,47 @@ func (lr *loopRoom) Run(context.Context) error {
 	return nil
 }
 
+type tally struct{ deliveries, writes int64 }
+
+// writeFrom writes the flight to the members from index i on, and returns
+// the index to go on from: the end, or past a member whose Deliver
+// panicked. The panic is counted in Stats.Panics and goes no further: the
+// room's flights must go on (the Member is expected to end its connection;
+// until then it may panic again). One defer per call, none per member.
+func (lr *loopRoom) writeFrom(i int, t *tally) (next int) {
+	var ms *Membership
+	defer func() {
+		if recover() == nil {
+			return
+		}
+		lr.room.hub.Stats.Panics.Add(1)
+		next = i + 1
+		if i < len(lr.members) && lr.members[i] != ms {
+			next = i // it left in its Deliver: the last member took its place
+		}
+	}()
+	fl := &lr.room.fl
+	// A failed write may close the member at once, and its Leave then
+	// moves the last member into its place: visit that place again.
+	for ; i < len(lr.members); i++ {
+		ms = lr.members[i]
+		d, w := ms.deliver(fl)
+		t.deliveries += d
+		t.writes += w
+		if i < len(lr.members) && lr.members[i] != ms {
+			i--
+		}
+	}
+	return i
+}
+
 // deliver writes the frames of fl that the member has not seen yet: usually
 // all of them, in one write.
 func (ms *Membership) deliver(fl *flight) (deliveries, writes int64) {
-	all := fl.all[ms.format]
+	all, view := fl.all[ms.format], ms.anon && fl.split
+	if view {
+		all = fl.vall[ms.format] // presence with count only
+	}
 	if ms.joinDisp < fl.minMsg && ms.joinPres < fl.minPres {
 		ms.m.Deliver(all)
 		return fl.msgs, 1
@@ -260,7 +331,11 @@ func (ms *Membership) deliver(fl *flight) (deliveries, writes int64) {
 		if p.evn <= seen {
 			continue
 		}
-		ms.m.Deliver(all[p.off[ms.format]:p.end[ms.format]])
+		off, end := p.off[ms.format], p.end[ms.format]
+		if view {
+			off, end = p.voff[ms.format], p.vend[ms.format]
+		}
+		ms.m.Deliver(all[off:end])
 		deliveries += p.msgs
 		writes++
 	}

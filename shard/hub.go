@@ -11,6 +11,9 @@ package shard
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
@@ -44,6 +47,7 @@ type Policy struct {
 	MemberListMax int           // list members while count <= this; zero means 100, negative never
 	MaxMembers    int           // room_full past this many connections; zero means no limit
 	SlowMode      time.Duration // least time between two messages of a user; zero means off
+	NoViewerList  bool          // anonymous viewers get no member lists (joined without members, presence with count only); zero means they do
 }
 
 func (p Policy) history() int {
@@ -93,7 +97,12 @@ type Config struct {
 	Bus              Bus                    // nil means single node
 	Now              func() time.Time       // clock; nil means time.Now
 	Observer         Observer               // fan-out measurements; nil means none
+	MaxRooms         int                    // rooms at most; creating one more fails with ErrRoomLimit; zero means no limit
+	Epoch            func() string          // names a new room's history; nil means 8 random base32 characters
 }
+
+// ErrRoomLimit refuses to create a room past Config.MaxRooms.
+var ErrRoomLimit = errors.New("shard: too many rooms")
 
 // Stats are cumulative counters, safe to read from any goroutine.
 type Stats struct {
@@ -104,6 +113,7 @@ type Stats struct {
 	Flushes    atomic.Int64 // flushes dispatched
 	Deliveries atomic.Int64 // message deliveries written to members (a batch of n to m members counts n*m)
 	Writes     atomic.Int64 // writes to members
+	Panics     atomic.Int64 // panics recovered in a loop's flush task (a Member's Deliver)
 }
 
 const numShards = 64
@@ -152,6 +162,9 @@ func NewHub(cfg Config) *Hub {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Epoch == nil {
+		cfg.Epoch = randomEpoch
+	}
 	h := &Hub{cfg: cfg, seed: maphash.MakeSeed(), presDirty: map[*Room]struct{}{}, stop: make(chan struct{})}
 	h.encs.New = func() any { return proto.NewEncoder() }
 	for i := range h.shards {
@@ -172,20 +185,83 @@ func (h *Hub) shard(name string) *roomShard {
 	return &h.shards[maphash.String(h.seed, name)%numShards]
 }
 
-// Room returns the room called name, creating it if needed. Any goroutine.
+// Room returns the room called name, creating it if needed, even past
+// MaxRooms: it is for moderation, which must be able to ban a user from a
+// room before the user comes (use Open where a refusal can be answered).
+// A room looked up here is kept at least EmptyRoomTTL. Any goroutine.
 func (h *Hub) Room(name string) *Room {
+	r, _ := h.room(name, nil, false, true)
+	return r
+}
+
+// Open returns the room called name, creating it if needed; past MaxRooms
+// it fails with ErrRoomLimit. A room looked up here is kept at least
+// EmptyRoomTTL. Any goroutine.
+func (h *Hub) Open(name string) (*Room, error) {
+	return h.room(name, nil, true, true)
+}
+
+// room returns the room called name. A new room is created if limit is
+// false or the hub holds fewer than MaxRooms, and create (if any) allows
+// it. keep marks the room as looked up (the reaper spares it).
+func (h *Hub) room(name string, create func() error, limit, keep bool) (*Room, error) {
 	s := h.shard(name)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.rooms[name]
 	if r == nil {
+		if err := h.admitRoom(create, limit); err != nil {
+			return nil, err
+		}
 		r = newRoom(h, name)
 		s.rooms[name] = r
-		h.Stats.Rooms.Add(1)
 	}
-	r.lastUse.Store(h.cfg.Now().UnixNano()) // under s.mu, which the reaper holds too
-	return r
+	if keep {
+		r.lastUse.Store(h.cfg.Now().UnixNano()) // under s.mu, which the reaper holds too
+	}
+	return r, nil
 }
+
+// admitRoom counts a room about to be created, or refuses it.
+func (h *Hub) admitRoom(create func() error, limit bool) error {
+	if n := h.Stats.Rooms.Add(1); limit && h.cfg.MaxRooms > 0 && n > int64(h.cfg.MaxRooms) {
+		h.Stats.Rooms.Add(-1)
+		return ErrRoomLimit
+	}
+	if create != nil {
+		if err := create(); err != nil {
+			h.Stats.Rooms.Add(-1)
+			return err
+		}
+	}
+	return nil
+}
+
+// dropIdle drops r at once if it is idle: no members, never a message, no
+// moderation state, not looked up by Room or Open lately. Any goroutine
+// holding no lock of the hub.
+func (h *Hub) dropIdle(r *Room) {
+	s := h.shard(r.name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dead || !r.idleLocked() || s.rooms[r.name] != r {
+		return
+	}
+	r.dead = true
+	delete(s.rooms, r.name)
+	h.Stats.Rooms.Add(-1)
+}
+
+// randomEpoch returns 8 random characters of base32 (40 bits).
+func randomEpoch() string {
+	var b [5]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24)
+	return epochEncoding.EncodeToString(b[:])
+}
+
+var epochEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
 // Lookup returns the room called name, or nil. Any goroutine.
 func (h *Hub) Lookup(name string) *Room {

@@ -90,7 +90,7 @@ func (r *Room) Delete(seq uint64) bool {
 	r.mu.Lock()
 	known := seq > 0 && seq <= r.seq
 	for _, e := range r.ring {
-		if e.msg.Seq == seq {
+		if e.seq == seq {
 			known = known && !e.deleted // deleting twice is refused
 			e.forget()
 		}
@@ -121,11 +121,11 @@ func (r *Room) Clear() {
 }
 
 // forget drops a message's content. A flush already under way still holds
-// its bytes in the batch frame being written; nothing else does.
+// its bytes in the batch frame being written, and a pending item its other
+// encodings until it is handed out (and skipped); nothing else does.
 func (e *entry) forget() {
 	e.deleted = true
-	e.msg.Body, e.msg.Meta, e.msg.Badges = "", nil, nil
-	e.enc = [proto.NumFormats][]byte{}
+	e.mp = nil
 }
 
 // controlLocked queues a control frame, encoded in both formats.

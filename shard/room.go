@@ -32,6 +32,7 @@ var (
 type Room struct {
 	hub     *Hub
 	name    string
+	epoch   string // names this room's history; a room created anew gets a new one
 	policy  Policy
 	histCap int
 	listMax int
@@ -48,6 +49,7 @@ type Room struct {
 	open       *presItem             // the pending presence event that may still take leaves
 	inFlight   bool                  // a flush is being written by the loops
 	count      int                   // connections joined
+	anon       int                   // of which anonymous viewers
 	fmtCount   [proto.NumFormats]int // of which use each format
 	users      map[string]*user
 	emptySince time.Time
@@ -56,7 +58,7 @@ type Room struct {
 	slow       time.Duration        // slow mode; zero is off
 	lastSent   map[string]time.Time // by user, while in slow mode
 
-	lastUse   atomic.Int64 // unix nanos of the last Hub.Room lookup; the reaper spares recent ones
+	lastUse   atomic.Int64 // unix nanos of the last Hub.Room or Hub.Open lookup; the reaper spares recent ones
 	fl        flight       // the flush in flight: written by the flusher, read by the loop tasks
 	remaining atomic.Int32 // loop tasks of the flush in flight not yet done
 	loops     []loopRoom   // indexed by event loop
@@ -67,13 +69,15 @@ type user struct {
 	conns int
 }
 
-// entry is one sequenced message, encoded once per format in use.
+// entry is one sequenced message, kept as its msgpack payload only: the
+// other formats live on its pending item until it is flushed, and history
+// in those formats is transcoded for each joiner.
 type entry struct {
-	msg     proto.Message
-	enc     [proto.NumFormats][]byte
+	mp      []byte // msgpack payload; nil once deleted
+	seq     uint64
 	evn     uint64
 	at      time.Time // when it was sequenced
-	deleted bool      // by moderation: never replayed; its body and encodings are dropped
+	deleted bool      // by moderation: never replayed; its payload is dropped
 }
 
 // presItem is one presence event not yet written.
@@ -90,7 +94,7 @@ type item struct {
 	e   *entry
 	p   *presItem
 	c   *ctrlItem
-	enc [proto.NumFormats][]byte // e's encodings, taken under the lock when the item is handed out
+	enc [proto.NumFormats][]byte // e's encodings: the formats in use but msgpack while pending; msgpack is added when it is handed out
 }
 
 // ctrlItem is a control event, encoded when it is queued.
@@ -127,7 +131,7 @@ func (ms *Membership) Room() *Room { return ms.room }
 
 func newRoom(h *Hub, name string) *Room {
 	p := h.cfg.Policy(proto.Namespace(name))
-	r := &Room{hub: h, name: name, policy: p, histCap: p.history(), listMax: p.memberListMax(),
+	r := &Room{hub: h, name: name, epoch: h.cfg.Epoch(), policy: p, histCap: p.history(), listMax: p.memberListMax(),
 		users: map[string]*user{}, emptySince: h.cfg.Now(), loops: make([]loopRoom, h.cfg.Loops), slow: p.SlowMode}
 	for i := range r.loops {
 		r.loops[i].room, r.loops[i].idx = r, i
@@ -141,6 +145,7 @@ func (r *Room) Name() string { return r.name }
 // Info is a snapshot of a room for the admin API.
 type Info struct {
 	Room    string
+	Epoch   string
 	Count   int
 	Seq     uint64
 	Members []proto.Member // nil unless the room lists members
@@ -150,7 +155,7 @@ type Info struct {
 func (r *Room) Info() Info {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return Info{Room: r.name, Count: r.count, Seq: r.seq, Members: r.membersLocked()}
+	return Info{Room: r.name, Epoch: r.epoch, Count: r.count, Seq: r.seq, Members: r.membersLocked(false)}
 }
 
 // JoinRequest describes a connection joining a room.
@@ -164,25 +169,45 @@ type JoinRequest struct {
 	Anon      bool         // an anonymous viewer: counted, never listed
 	Since     uint64       // resume after this seq, if HasSince
 	HasSince  bool
-	History   int // recent messages wanted without Since; negative means all kept
+	Epoch     string // the epoch Since belongs to; "" means the room's. Another epoch makes Since a gap
+	History   int    // recent messages wanted without Since (or with a gap); negative means all kept
+
+	// Create, if set, is called when the join would create the room, before
+	// it is created; its error fails the join (a per-client limit on room
+	// creation). It is called with a lock of the Hub held: it must be quick
+	// and must not call into the Hub.
+	Create func() error
 }
 
 // JoinResult is what the joined reply carries.
 type JoinResult struct {
+	Epoch   string // names the room's history
 	Seq     uint64
-	History [][]byte // messages in the member's format, oldest first
+	History [][]byte // messages in the member's format, oldest first (SSE ids carry Epoch)
 	Gap     bool
 	Count   int
 	Members []proto.Member // nil unless the room lists members
 }
 
-// Join adds a member to the room called name. Call it on the member's loop.
+// Join adds a member to the room called name, creating the room if need
+// be (ErrRoomLimit past MaxRooms, or the error of req.Create). Call it on
+// the member's loop.
 func (h *Hub) Join(name string, req *JoinRequest) (*Membership, JoinResult, error) {
 	for {
-		ms, res, err := h.Room(name).join(req)
-		if err != errRoomGone {
-			return ms, res, err
+		r, err := h.room(name, req.Create, true, false)
+		if err != nil {
+			return nil, JoinResult{}, err
 		}
+		ms, res, err := r.join(req)
+		switch {
+		case err == errRoomGone:
+			continue
+		case err != nil:
+			h.dropIdle(r) // a refused join must not leave an empty room behind
+			return nil, JoinResult{}, err
+		}
+		res.transcode(h, req.Format)
+		return ms, res, nil
 	}
 }
 
@@ -200,6 +225,9 @@ func (r *Room) join(req *JoinRequest) (*Membership, JoinResult, error) {
 	lr.members = append(lr.members, ms)
 	lr.count++
 	r.count++
+	if req.Anon {
+		r.anon++
+	}
 	r.hub.Stats.Members.Add(1)
 	if r.fmtCount[req.Format]++; r.fmtCount[req.Format] == 1 && req.Format != proto.Msgpack {
 		r.encodeFormatLocked(req.Format)
@@ -221,7 +249,7 @@ func (r *Room) join(req *JoinRequest) (*Membership, JoinResult, error) {
 	}
 	r.open = nil // the joiner skips every presence event up to its own join
 	ms.joinDisp, ms.joinPres = r.dispEvn, r.evn
-	res := r.resultLocked(req.Format, req)
+	res := r.resultLocked(req)
 	kick := r.kickLocked()
 	r.mu.Unlock()
 	if kick {
@@ -251,17 +279,40 @@ func (r *Room) admitLocked(req *JoinRequest) error {
 func (ms *Membership) Rejoin(req *JoinRequest) JoinResult {
 	r := ms.room
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.resultLocked(ms.format, req)
+	res := r.resultLocked(req)
+	r.mu.Unlock()
+	res.transcode(r.hub, ms.format)
+	return res
 }
 
-func (r *Room) resultLocked(f proto.Format, req *JoinRequest) JoinResult {
-	hist, gap := r.historyLocked(f, req)
-	return JoinResult{Seq: r.dispSeq, History: hist, Gap: gap, Count: r.count, Members: r.membersLocked()}
+// resultLocked answers a join; its history is in msgpack (see transcode).
+func (r *Room) resultLocked(req *JoinRequest) JoinResult {
+	hist, gap := r.historyLocked(req)
+	return JoinResult{Epoch: r.epoch, Seq: r.dispSeq, History: hist, Gap: gap, Count: r.count,
+		Members: r.membersLocked(req.Anon)}
 }
 
-func (r *Room) membersLocked() []proto.Member {
-	if r.listMax < 0 || r.count > r.listMax {
+// transcode turns the msgpack history of res into format f, outside the
+// room's lock: kept payloads are never changed, only dropped.
+func (res *JoinResult) transcode(h *Hub, f proto.Format) {
+	if f == proto.Msgpack || len(res.History) == 0 {
+		return
+	}
+	enc := h.getEncoder()
+	defer h.putEncoder(enc)
+	out := res.History[:0]
+	for _, mp := range res.History {
+		if b, err := enc.Transcode(f, res.Epoch, mp); err == nil { // payloads this room encoded always decode
+			out = append(out, append([]byte(nil), b...))
+		}
+	}
+	res.History = out
+}
+
+// membersLocked lists the room's members, for a viewer if anon; nil if the
+// room does not list them (to viewers).
+func (r *Room) membersLocked(anon bool) []proto.Member {
+	if r.listMax < 0 || r.count > r.listMax || anon && r.policy.NoViewerList {
 		return nil
 	}
 	out := make([]proto.Member, 0, len(r.users))
@@ -271,18 +322,19 @@ func (r *Room) membersLocked() []proto.Member {
 	return out
 }
 
-// historyLocked returns the kept messages the joiner asked for, up to the
-// last dispatched seq (later ones reach it through the flush).
-func (r *Room) historyLocked(f proto.Format, req *JoinRequest) ([][]byte, bool) {
+// historyLocked returns the msgpack payloads of the kept messages the
+// joiner asked for, up to the last dispatched seq (later ones reach it
+// through the flush).
+func (r *Room) historyLocked(req *JoinRequest) ([][]byte, bool) {
 	n := r.historyLenLocked()
 	from, gap := r.latestLocked(n, req.History), false
 	if req.HasSince {
 		oldest := r.dispSeq + 1 // with nothing kept, everything after since aged out
 		if n > 0 {
-			oldest = r.at(0).msg.Seq
+			oldest = r.at(0).seq
 		}
-		if req.Since > r.seq || req.Since+1 < oldest {
-			gap = true // the room restarted, or messages aged out: the latest ones
+		if req.Epoch != "" && req.Epoch != r.epoch || req.Since > r.seq || req.Since+1 < oldest {
+			gap = true // another history, the room restarted, or messages aged out: the latest ones
 		} else {
 			from = r.keptAfterLocked(req.Since, n)
 		}
@@ -290,7 +342,7 @@ func (r *Room) historyLocked(f proto.Format, req *JoinRequest) ([][]byte, bool) 
 	out := make([][]byte, 0, n-from)
 	for i := from; i < n; i++ {
 		if e := r.at(i); !e.deleted {
-			out = append(out, e.enc[f])
+			out = append(out, e.mp)
 		}
 	}
 	return out, gap
@@ -314,13 +366,13 @@ func (r *Room) latestLocked(n, want int) int {
 // keptAfterLocked returns the index of the first of the n oldest kept
 // messages whose seq is above since (kept seqs ascend, not always by one).
 func (r *Room) keptAfterLocked(since uint64, n int) int {
-	return sort.Search(n, func(i int) bool { return r.at(i).msg.Seq > since })
+	return sort.Search(n, func(i int) bool { return r.at(i).seq > since })
 }
 
 // historyLenLocked is the number of kept messages already dispatched.
 func (r *Room) historyLenLocked() int {
 	n := len(r.ring)
-	for n > 0 && r.at(n-1).msg.Seq > r.dispSeq {
+	for n > 0 && r.at(n-1).seq > r.dispSeq {
 		n--
 	}
 	return n
@@ -342,6 +394,9 @@ func (ms *Membership) Leave() {
 	r.mu.Lock()
 	lr.count--
 	r.count--
+	if ms.anon {
+		r.anon--
+	}
 	r.hub.Stats.Members.Add(-1)
 	r.fmtCount[ms.format]--
 	gone := ""
@@ -356,10 +411,32 @@ func (ms *Membership) Leave() {
 		r.emptySince = r.hub.cfg.Now()
 	}
 	kick := r.kickLocked()
+	idle := r.idleLocked()
 	r.mu.Unlock()
 	if kick {
 		r.flush()
 	}
+	if idle {
+		r.hub.dropIdle(r) // never held a message: nothing to keep it for
+	}
+}
+
+// idleLocked reports whether the room may go at once: no members, never a
+// message (nothing to resume), no moderation state, and not looked up by
+// Hub.Room or Hub.Open within EmptyRoomTTL (a moderator may be about to use
+// it).
+func (r *Room) idleLocked() bool {
+	if r.count > 0 || r.seq > 0 || r.moderatedLocked() {
+		return false
+	}
+	lu := r.lastUse.Load()
+	return lu == 0 || r.hub.cfg.Now().Sub(time.Unix(0, lu)) >= r.hub.cfg.EmptyRoomTTL
+}
+
+// moderatedLocked reports whether the room holds moderation state: bans,
+// timeouts, a slow mode a moderator set.
+func (r *Room) moderatedLocked() bool {
+	return len(r.mod.bans) > 0 || len(r.mod.mutes) > 0 || r.slow != r.policy.SlowMode
 }
 
 // presenceLocked records a presence change. Rooms that list members get an
@@ -415,8 +492,7 @@ func (r *Room) reapable(cutoff time.Time) bool {
 	}
 	// A room keeps its moderation: bans, running timeouts, a slow mode a
 	// moderator set. And one looked up lately may be about to be used.
-	moderated := len(r.mod.bans) > 0 || len(r.mod.mutes) > 0 || r.slow != r.policy.SlowMode
-	if r.count > 0 || r.inFlight || len(r.pending) > 0 || r.emptySince.After(cutoff) || moderated ||
+	if r.count > 0 || r.inFlight || len(r.pending) > 0 || r.emptySince.After(cutoff) || r.moderatedLocked() ||
 		time.Unix(0, r.lastUse.Load()).After(cutoff) {
 		return false
 	}
@@ -469,10 +545,15 @@ func (r *Room) slowLocked(m *Message, now time.Time) error {
 }
 
 // Publish sequences a message in the room called name and queues it for
-// every member. It returns the message's seq. Any goroutine.
+// every member, creating the room if need be (ErrRoomLimit past MaxRooms).
+// It returns the message's seq. Any goroutine.
 func (h *Hub) Publish(name string, m *Message) (uint64, error) {
 	for {
-		seq, err := h.Room(name).publish(m)
+		r, err := h.room(name, nil, true, true) // kept a while: it may be an empty room's first message
+		if err != nil {
+			return 0, err
+		}
+		seq, err := r.publish(m)
 		if err != errRoomGone {
 			return seq, err
 		}
@@ -506,9 +587,13 @@ func (r *Room) publish(m *Message) (uint64, error) {
 }
 
 // Ingest adds a message sequenced by another node (through the Bus). Older
-// or repeated seqs are ignored. Any goroutine.
+// or repeated seqs are ignored. The room is created even past MaxRooms: the
+// node that sequenced the message admitted it. Any goroutine.
 func (h *Hub) Ingest(name string, m proto.Message) {
-	for !h.Room(name).ingest(&m) {
+	for {
+		if r, _ := h.room(name, nil, false, true); r.ingest(&m) {
+			return
+		}
 	}
 }
 
@@ -530,40 +615,34 @@ func (r *Room) ingest(m *proto.Message) bool {
 // sequenceLocked appends msg, whose Seq is set, to history and the pending
 // queue. Local messages (toBus) go to the Bus.
 func (r *Room) sequenceLocked(msg *proto.Message, toBus bool) error {
-	e := &entry{msg: *msg, at: time.Now()}
 	enc := r.hub.getEncoder()
 	defer r.hub.putEncoder(enc)
-	if err := r.encodeLocked(enc, e, proto.Msgpack); err != nil {
+	b, err := enc.MessagePayload(proto.Msgpack, r.epoch, msg)
+	if err != nil {
 		return err
 	}
+	if len(b) > r.hub.cfg.MaxBatchBytes {
+		return errTooLarge
+	}
+	e := &entry{mp: append([]byte(nil), b...), seq: msg.Seq, at: time.Now()}
+	it := item{e: e}
 	for f := proto.JSON; f < proto.NumFormats; f++ {
 		if r.fmtCount[f] > 0 {
-			if err := r.encodeLocked(enc, e, f); err != nil {
+			if b, err = enc.MessagePayload(f, r.epoch, msg); err != nil {
 				return err
 			}
+			it.enc[f] = append([]byte(nil), b...)
 		}
-	}
-	if len(e.enc[proto.Msgpack]) > r.hub.cfg.MaxBatchBytes {
-		return errTooLarge
 	}
 	r.seq = msg.Seq
 	r.evn++
 	e.evn = r.evn
 	r.hub.Stats.Messages.Add(1)
 	r.keepLocked(e)
-	r.pending = append(r.pending, item{e: e})
+	r.pending = append(r.pending, it)
 	if toBus && r.hub.cfg.Bus != nil {
 		r.hub.cfg.Bus.Publish(r.name, msg)
 	}
-	return nil
-}
-
-func (r *Room) encodeLocked(enc *proto.Encoder, e *entry, f proto.Format) error {
-	b, err := enc.Payload(f, &e.msg)
-	if err != nil {
-		return err
-	}
-	e.enc[f] = append([]byte(nil), b...)
 	return nil
 }
 
@@ -579,19 +658,18 @@ func (r *Room) keepLocked(e *entry) {
 	}
 }
 
-// encodeFormatLocked encodes in format f every kept or pending message that
-// is not yet, when the room's first member of that format joins.
+// encodeFormatLocked encodes in format f every pending message, when the
+// room's first member of that format joins (kept messages are transcoded
+// for each joiner instead).
 func (r *Room) encodeFormatLocked(f proto.Format) {
 	enc := r.hub.getEncoder()
 	defer r.hub.putEncoder(enc)
-	for _, e := range r.ring {
-		if e.enc[f] == nil && !e.deleted {
-			_ = r.encodeLocked(enc, e, f) // it encoded as msgpack, so it encodes as f
-		}
-	}
-	for _, it := range r.pending {
-		if it.e != nil && it.e.enc[f] == nil && !it.e.deleted {
-			_ = r.encodeLocked(enc, it.e, f)
+	for i := range r.pending {
+		it := &r.pending[i]
+		if it.e != nil && it.enc[f] == nil && !it.e.deleted {
+			if b, err := enc.Transcode(f, r.epoch, it.e.mp); err == nil { // it was encoded, so it decodes
+				it.enc[f] = append([]byte(nil), b...)
+			}
 		}
 	}
 }

@@ -57,6 +57,7 @@ func run(args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxFrame, "max-frame", 64<<10, "largest client frame or reassembled message, in bytes (close 1009)")
 	fs.IntVar(&cfg.MaxBody, "max-body", 500, "largest message body, in characters")
 	fs.IntVar(&cfg.MaxRooms, "max-rooms", 32, "rooms one connection may join")
+	fs.IntVar(&cfg.MaxRoomsTotal, "max-rooms-total", 100_000, "rooms this relay may hold (-1: no limit); joins past it get unavailable (HTTP 503)")
 	fs.IntVar(&cfg.MaxOutbound, "max-outbound", 1<<20, "bytes queued for a slow connection before close 4009")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 60*time.Second, "close 4000 after this long without anything received")
 	fs.DurationVar(&cfg.PingInterval, "ping-interval", 25*time.Second, "how often the relay pings each connection")

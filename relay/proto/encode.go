@@ -68,13 +68,38 @@ func (e *Encoder) Frame(f Format, v any) ([]byte, error) {
 // history, then spliced into batch and joined frames).
 func (e *Encoder) Payload(f Format, v any) ([]byte, error) {
 	if m, ok := v.(*Message); ok && f == SSE {
-		return e.message(m)
+		return e.message("", m)
 	}
 	e.buf = e.buf[:0]
 	if err := e.value(f, v); err != nil {
 		return nil, err
 	}
 	return e.buf, nil
+}
+
+// MessagePayload encodes a message of a room whose history is named epoch
+// in format f, without a frame header. Only SSE carries the epoch: the
+// event id is "<epoch>:<seq>" (the bare seq when epoch is "").
+func (e *Encoder) MessagePayload(f Format, epoch string, m *Message) ([]byte, error) {
+	if f == SSE {
+		return e.message(epoch, m)
+	}
+	return e.Payload(f, m)
+}
+
+// Transcode re-encodes a message kept as its msgpack payload (as
+// MessagePayload made it) in format f. The msgpack payload itself is
+// returned as is. Transcoding decodes the message, so it allocates: it is
+// for join history, not for fan-out.
+func (e *Encoder) Transcode(f Format, epoch string, payload []byte) ([]byte, error) {
+	if f == Msgpack {
+		return payload, nil
+	}
+	var m Message
+	if err := msgpack.Unmarshal(payload, &m); err != nil {
+		return nil, fmt.Errorf("cannot decode kept message: %w", err)
+	}
+	return e.MessagePayload(f, epoch, &m)
 }
 
 func (e *Encoder) value(f Format, v any) error {
@@ -205,9 +230,14 @@ func (e *Encoder) event(name string, v any) ([]byte, error) {
 	return e.buf, nil
 }
 
-// message encodes a message as a Server-Sent Event: id, event msg, data.
-func (e *Encoder) message(m *Message) ([]byte, error) {
+// message encodes a message as a Server-Sent Event: id ("<epoch>:<seq>",
+// or the bare seq without an epoch), event msg, data.
+func (e *Encoder) message(epoch string, m *Message) ([]byte, error) {
 	e.buf = append(e.buf[:0], "id: "...)
+	if epoch != "" {
+		e.buf = append(e.buf, epoch...)
+		e.buf = append(e.buf, ':')
+	}
 	e.buf = strconv.AppendUint(e.buf, m.Seq, 10)
 	e.buf = append(e.buf, "\nevent: msg\ndata: "...)
 	if err := e.value(JSON, m); err != nil {

@@ -35,7 +35,7 @@ const (
 type Format uint8
 
 // The wire formats. SSE is the Server-Sent Events stream of /sse: one
-// event per message ("id: <seq>", "event: msg", "data: <JSON>"), and the
+// event per message ("id: <epoch>:<seq>", "event: msg", "data: <JSON>"), and the
 // other frames as "event: <t>" with the JSON frame as data.
 const (
 	Msgpack Format = iota
