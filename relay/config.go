@@ -136,10 +136,32 @@ func (c *Config) setDefaults() {
 // event loop pollers and files; at least 1. No limit (or none readable)
 // means no cap.
 func fdConnCap() int {
-	var rl unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == unix.RLIM_INFINITY || rl.Cur > math.MaxInt32 {
+	lim := nofile()
+	if lim <= 0 {
 		return -1
 	}
-	lim := int(rl.Cur)
 	return max(1, lim-max(64, lim/10))
+}
+
+// nofile returns the soft RLIMIT_NOFILE; 0 if there is none.
+func nofile() int {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == unix.RLIM_INFINITY || rl.Cur > math.MaxInt32 {
+		return 0
+	}
+	return int(rl.Cur)
+}
+
+// listenBacklog is the backlog the public listener is shrunk to after boot
+// (0: leave the system's). gnet's acceptor takes every pending connection
+// before the event loops run OnOpen, so a burst holds up to a backlog of
+// descriptors past MaxConns: a quarter of the reserve (the descriptors the
+// limit leaves beyond MaxConns), between 8 and 4096, keeps a burst inside
+// it. With no limit or no cap, or a cap at or past the limit, it is left.
+func listenBacklog(maxConns int) int {
+	lim := nofile()
+	if lim <= 0 || maxConns <= 0 || lim-maxConns < 32 {
+		return 0
+	}
+	return min(4096, max(8, (lim-maxConns)/4))
 }

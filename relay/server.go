@@ -121,7 +121,8 @@ func (s *Server) Start() error {
 	}
 	s.bg.Add(1)
 	go s.tick()
-	s.cfg.Logger.Info("roomcast relay listening", "public", s.addr, "admin", s.adminAddr, "loops", s.cfg.Loops)
+	s.cfg.Logger.Info("roomcast relay listening", "public", s.addr, "admin", s.adminAddr, "loops", s.cfg.Loops,
+		"max_conns", s.cfg.MaxConns, "backlog", listenBacklog(s.cfg.MaxConns))
 	return nil
 }
 
@@ -159,6 +160,13 @@ func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 	if fd, err := eng.Dup(); err == nil {
 		if sa, err := unix.Getsockname(fd); err == nil {
 			s.addr = sockaddrString(sa)
+		}
+		// Linux takes listen() again on a listening socket as a new
+		// backlog (the dup shares the socket). See listenBacklog.
+		if n := listenBacklog(s.cfg.MaxConns); n > 0 {
+			if err := unix.Listen(fd, n); err != nil {
+				s.cfg.Logger.Warn("cannot shrink the listen backlog", "err", err)
+			}
 		}
 		_ = unix.Close(fd)
 	}
