@@ -10,6 +10,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
+// Admin listener timeouts besides Config.AdminHeaderTimeout. The write
+// timeout leaves room for /debug/pprof/profile, 30 seconds by default (a
+// longer ?seconds= is refused by pprof as over the write timeout).
+const (
+	adminReadTimeout  = 30 * time.Second
+	adminWriteTimeout = 2 * time.Minute
+	adminIdleTimeout  = 2 * time.Minute
+)
+
 // startAdmin binds the admin listener and serves it in the background.
 func (s *Server) startAdmin() error {
 	if s.cfg.Admin == "off" {
@@ -20,7 +29,8 @@ func (s *Server) startAdmin() error {
 		return fmt.Errorf("cannot listen on admin address %s: %w", s.cfg.Admin, err)
 	}
 	s.adminAddr = ln.Addr().String()
-	s.admin = &http.Server{Handler: s.adminMux(), ReadHeaderTimeout: 5 * time.Second}
+	s.admin = &http.Server{Handler: s.adminMux(), ReadHeaderTimeout: s.cfg.AdminHeaderTimeout,
+		ReadTimeout: adminReadTimeout, WriteTimeout: adminWriteTimeout, IdleTimeout: adminIdleTimeout}
 	go func() {
 		if err := s.admin.Serve(ln); err != nil && err != http.ErrServerClosed {
 			s.cfg.Logger.Error("admin listener stopped", "err", err)
@@ -38,6 +48,10 @@ func (s *Server) adminMux() *http.ServeMux {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if s.draining.Load() {
 			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		if err := s.failed.Load(); err != nil {
+			http.Error(w, (*err).Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -25,6 +26,7 @@ type apiError struct {
 	status  int
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	RetryMS int64  `json:"retry_ms,omitempty"`
 }
 
 func (e *apiError) Error() string { return e.Message }
@@ -33,15 +35,30 @@ func apiErr(status int, code, msg string) *apiError {
 	return &apiError{status: status, Code: code, Message: msg}
 }
 
+// apiErrOf returns the API error of err: itself if it is one, else its
+// row of the error table.
+func apiErrOf(err error) *apiError {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	code, status, msg, retry := classify(err)
+	ae = apiErr(status, string(code), msg)
+	if retry > 0 {
+		ae.RetryMS = ceilMS(retry)
+	}
+	return ae
+}
+
 // apiHandler adapts a handler that returns a value or an error to JSON.
 func (s *Server) apiHandler(fn func(r *http.Request) (any, error)) http.Handler {
 	return s.requireKey(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxAPIBody)
 		v, err := fn(r)
 		if err != nil {
-			var ae *apiError
-			if !errors.As(err, &ae) {
-				ae = apiErr(http.StatusInternalServerError, string(proto.CodeInternal), err.Error())
+			ae := apiErrOf(err)
+			if ae.RetryMS > 0 {
+				w.Header().Set("Retry-After", strconv.FormatInt((ae.RetryMS+999)/1000, 10))
 			}
 			writeJSON(w, ae.status, map[string]any{"error": ae})
 			return
@@ -127,18 +144,17 @@ func (s *Server) apiPublish(r *http.Request) (any, error) {
 		return nil, apiErr(http.StatusBadRequest, string(proto.CodeBadRoom), "room names match ^[A-Za-z0-9][A-Za-z0-9:._-]{0,63}$")
 	}
 	if msg, code := s.checkMessage(req.Body, req.Meta); code != "" {
-		status := http.StatusBadRequest
-		if code == proto.CodeTooLarge {
-			status = http.StatusRequestEntityTooLarge
-		}
-		return nil, apiErr(status, string(code), msg)
+		return nil, newCodeError(code, msg)
 	}
 	if req.From == "" {
 		req.From = "system"
 	}
-	seq, err := s.hub.Publish(req.Room, &shard.Message{From: req.From, Name: req.Name, Body: req.Body, Meta: req.Meta})
+	// The API is the operator's backend: slow mode does not apply, but a
+	// ban or timeout of from does (a moderation decision holds on every path).
+	seq, err := s.hub.Publish(req.Room, &shard.Message{From: req.From, Name: req.Name, Body: req.Body,
+		Meta: req.Meta, SlowExempt: true})
 	if err != nil {
-		return nil, apiErr(http.StatusRequestEntityTooLarge, string(proto.CodeTooLarge), "message does not fit a frame")
+		return nil, err // answered from the error table by apiHandler
 	}
 	return map[string]uint64{"seq": seq}, nil
 }
@@ -184,7 +200,8 @@ func (s *Server) apiDisconnect(r *http.Request) (any, error) {
 }
 
 // checkMessage returns an error message and code if a body or meta is empty
-// or too large.
+// or too large. meta is limited in bytes: keys maxMetaKey, values
+// maxMetaValue, all keys and values together maxMetaTotal.
 func (s *Server) checkMessage(body string, meta map[string]string) (string, proto.Code) {
 	switch {
 	case body == "":
@@ -196,10 +213,15 @@ func (s *Server) checkMessage(body string, meta map[string]string) (string, prot
 	case len(meta) > maxMetaEntries:
 		return "meta has too many entries", proto.CodeTooLarge
 	}
+	total := 0
 	for k, v := range meta {
-		if utf8.RuneCountInString(k) > maxMetaChars || utf8.RuneCountInString(v) > maxMetaChars {
-			return "a meta key or value is too long", proto.CodeTooLarge
+		if len(k) > maxMetaKey || len(v) > maxMetaValue {
+			return "a meta key is over 64 bytes or a value over 256 bytes", proto.CodeTooLarge
 		}
+		total += len(k) + len(v)
+	}
+	if total > maxMetaTotal {
+		return "meta is over 1024 bytes in all", proto.CodeTooLarge
 	}
 	return "", ""
 }

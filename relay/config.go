@@ -2,9 +2,12 @@ package relay
 
 import (
 	"log/slog"
+	"math"
 	"os"
 	"runtime"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/roomcast/roomcast/shard"
 )
@@ -32,14 +35,32 @@ type Config struct {
 	// Namespaces are the room policies by namespace, "default" for the
 	// others; zero means the built-in defaults of Namespace everywhere.
 	Namespaces     map[string]Namespace
-	AllowedOrigins []string     // Origin values browsers may upgrade from; zero means any
-	AbuseStrikes   int          // rate_limited answers in a row before close 1008; zero means 10
-	JoinRate       RateLimit    // joins per connection; zero means 2 per second, burst 32
-	IPConnRate     RateLimit    // new connections per IP; zero means 20 per second, burst 50 (HTTP 429)
-	IPMaxConns     int          // open connections per IP; zero means 500 (HTTP 429)
-	IPExempt       []string     // CIDRs free of per-IP limits; nil means loopback (127.0.0.0/8, ::1), empty means none
-	NodeID         string       // this node's name in hello; zero means the host name
-	Logger         *slog.Logger // zero means slog.Default()
+	AllowedOrigins []string  // Origin values browsers may upgrade from; zero means any
+	AbuseStrikes   int       // rate_limited answers in a row before close 1008; zero means 10
+	JoinRate       RateLimit // joins per connection; zero means 2 per second, burst 32
+	IPConnRate     RateLimit // new connections per IP; zero means 20 per second, burst 50 (HTTP 429)
+	IPMaxConns     int       // open connections per IP; zero means 500 (HTTP 429)
+	IPExempt       []string  // CIDRs free of per-IP limits; nil means loopback (127.0.0.0/8, ::1), empty means none
+	NodeID         string    // this node's name in hello; zero means the host name
+
+	// TrustedProxies are the CIDRs of reverse proxies whose word on the
+	// client address is taken (X-Forwarded-For, X-Real-IP, PROXY headers);
+	// zero means none: every peer is the client.
+	TrustedProxies []string
+	// ProxyProtocol makes every connection from a trusted proxy start with
+	// a PROXY protocol v1 or v2 header (HTTP 400 without one; untrusted
+	// peers must not send one); zero means off. Needs TrustedProxies.
+	ProxyProtocol bool
+	// MaxConns caps open connections on the public listener; past it a new
+	// connection gets HTTP 503 and is closed at once, keeping descriptors
+	// for accept, the admin listener and files. Zero means the soft
+	// RLIMIT_NOFILE minus a reserve of max(64, limit/10); negative means no cap.
+	MaxConns int
+	// AdminHeaderTimeout bounds reading an admin request's headers; zero
+	// means 5s. (Admin requests also get 30s to read the body, 2 minutes to
+	// write, for pprof profiles, and keep-alive connections idle 2 minutes.)
+	AdminHeaderTimeout time.Duration
+	Logger             *slog.Logger // zero means slog.Default()
 
 	// MaxRoomsTotal bounds the rooms this relay holds (an empty room costs
 	// about 3 KB); creating one more answers unavailable (HTTP 503). Zero
@@ -57,7 +78,9 @@ const (
 	closeLinger      = 2 * time.Second  // to wait for the peer's FIN after our close frame
 	drainLimit       = 10 * time.Second // Shutdown waits no longer for clients to go
 	maxMetaEntries   = 16               // entries of a message's meta
-	maxMetaChars     = 256              // characters of a meta key or value
+	maxMetaKey       = 64               // bytes of a meta key
+	maxMetaValue     = 256              // bytes of a meta value
+	maxMetaTotal     = 1024             // bytes of a meta's keys and values together
 )
 
 func (c *Config) setDefaults() {
@@ -101,10 +124,51 @@ func (c *Config) setDefaults() {
 	if c.PingInterval == 0 {
 		c.PingInterval = 25 * time.Second
 	}
+	if c.MaxConns == 0 {
+		c.MaxConns = fdConnCap()
+	}
+	if c.AdminHeaderTimeout == 0 {
+		c.AdminHeaderTimeout = 5 * time.Second
+	}
 	if c.NodeID == "" {
 		c.NodeID, _ = os.Hostname()
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+}
+
+// fdConnCap is the default of MaxConns: the soft RLIMIT_NOFILE less a
+// reserve of max(64, limit/10) descriptors for accept, the admin listener,
+// event loop pollers and files; at least 1. No limit (or none readable)
+// means no cap.
+func fdConnCap() int {
+	lim := nofile()
+	if lim <= 0 {
+		return -1
+	}
+	return max(1, lim-max(64, lim/10))
+}
+
+// nofile returns the soft RLIMIT_NOFILE; 0 if there is none.
+func nofile() int {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == unix.RLIM_INFINITY || rl.Cur > math.MaxInt32 {
+		return 0
+	}
+	return int(rl.Cur)
+}
+
+// listenBacklog is the backlog the public listener is shrunk to after boot
+// (0: leave the system's). gnet's acceptor takes every pending connection
+// before the event loops run OnOpen, so a burst holds up to a backlog of
+// descriptors past MaxConns: a quarter of the reserve (the descriptors the
+// limit leaves beyond MaxConns), between 8 and 4096, keeps a burst inside
+// it. With no limit or no cap, or a cap at or past the limit, it is left.
+func listenBacklog(maxConns int) int {
+	lim := nofile()
+	if lim <= 0 || maxConns <= 0 || lim-maxConns < 32 {
+		return 0
+	}
+	return min(4096, max(8, (lim-maxConns)/4))
 }

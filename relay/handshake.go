@@ -2,12 +2,9 @@ package relay
 
 import (
 	"bytes"
-	"fmt"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/gobwas/ws"
 
@@ -15,8 +12,6 @@ import (
 )
 
 var headerEnd = []byte("\r\n\r\n")
-
-const tooLargeResponse = "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 24\r\n\r\nrequest header too large"
 
 func (u *upgrade) init(l *loop) {
 	u.up = ws.Upgrader{
@@ -36,15 +31,18 @@ func (u *upgrade) reset(req []byte) {
 	u.origin, u.ip, u.ipCounted = "", netip.Addr{}, false
 }
 
-func (u *upgrade) rejectWith(why string, status int, reason string) error {
-	u.why = why
-	return ws.RejectConnectionError(ws.RejectionStatus(status), ws.RejectionReason(reason))
+func (u *upgrade) rejectWith(r refusal, msg string) error {
+	if msg == "" {
+		msg = r.msg()
+	}
+	u.why = r.reason()
+	return ws.RejectConnectionError(ws.RejectionStatus(r.status()), ws.RejectionReason(msg))
 }
 
 // failReason names a failed handshake for metrics.
 func (u *upgrade) failReason() string {
 	if u.why == "" {
-		return "bad_request" // gobwas found the request malformed
+		return refBadRequest.reason() // gobwas found the request malformed
 	}
 	return u.why
 }
@@ -52,11 +50,11 @@ func (u *upgrade) failReason() string {
 func (u *upgrade) onRequest(uri []byte) error {
 	p, err := url.ParseRequestURI(string(uri))
 	if err != nil {
-		return u.rejectWith("bad_request", http.StatusBadRequest, "bad request URI")
+		return u.rejectWith(refBadRequest, "bad request URI")
 	}
 	u.path = p.Path
 	if u.path != "/ws" {
-		return u.rejectWith("not_found", http.StatusNotFound, "not found: the endpoints are /ws, /sse and /overlay")
+		return u.rejectWith(refNotFound, "")
 	}
 	u.token = p.Query().Get("token")
 	return nil
@@ -85,62 +83,76 @@ func (u *upgrade) onProtocol(p []byte) bool {
 	return u.chosen
 }
 
+// beforeUpgrade runs the admission of a parsed upgrade request.
 func (u *upgrade) beforeUpgrade(l *loop) error {
-	s := l.srv
-	if s.draining.Load() {
-		return u.rejectWith("draining", http.StatusServiceUnavailable, "server shutting down")
-	}
-	// First, so that refused upgrades (bad tokens cost a signature check)
-	// use up the rate too.
-	if why := s.ips.admit(u.ip, time.Now()); why != "" {
-		s.metrics.rateLimited["ip"].Inc()
-		return u.rejectWith("ip_limit", http.StatusTooManyRequests, why)
-	}
-	u.ipCounted = true
+	a := admission{ip: u.ip, origin: u.origin, token: u.token}
 	if u.offers && !u.chosen {
-		return u.rejectWith("subprotocol", http.StatusBadRequest, "unsupported subprotocol: use roomcast.v1.msgpack or roomcast.v1.json")
+		a.bad = refSubprotocol
 	}
-	if !s.originAllowed(u.origin) {
-		return u.rejectWith("origin", http.StatusForbidden, "origin not allowed")
+	id, r, msg := l.srv.admit(&a)
+	if r != refNone {
+		return u.rejectWith(r, msg)
 	}
-	id, err := s.auth.identify(u.token)
-	if err != nil {
-		return u.rejectWith("auth", http.StatusUnauthorized, err.Error())
-	}
-	if id.anon {
-		id.user = fmt.Sprintf("anon-%x", s.anonSeq.Add(1))
-	}
-	u.id = id
+	u.id, u.ipCounted = id, true
 	return nil
 }
 
-// handshake parses the upgrade request at the head of buf. It returns how
-// many bytes it used (0: need more), or closes the connection on failure.
+// handshake parses the request at the head of buf (after a PROXY protocol
+// header, when the peer must send one). It returns how many bytes it used
+// (0: need more), or answers and closes the connection on failure.
 func (s *session) handshake(buf []byte) int {
+	used := 0
+	if !s.ip.IsValid() { // the first bytes: learn the transport address
+		n, r := s.peerAddr(buf)
+		if r != refNone {
+			s.refuse(r, "")
+			return len(buf)
+		}
+		if !s.ip.IsValid() {
+			return 0 // a PROXY header still incomplete
+		}
+		used = n
+	}
+	n := s.request(buf[used:])
+	if n < 0 {
+		return len(buf)
+	}
+	return used + n
+}
+
+// request parses and answers the HTTP request at the head of buf: 0 means
+// need more; -1 means the connection is done with (refused, or a plain GET
+// answered: nothing more is read).
+func (s *session) request(buf []byte) int {
 	end := bytes.Index(buf, headerEnd)
 	if end < 0 {
 		if len(buf) > maxRequestHeader {
-			s.srv.metrics.handshakeFail("too_large")
-			s.write([]byte(tooLargeResponse))
-			s.abort()
-			return len(buf)
+			s.refuse(refTooLarge, "")
+			return -1
 		}
 		return 0
 	}
 	n := end + len(headerEnd)
 	if n > maxRequestHeader {
-		s.srv.metrics.handshakeFail("too_large")
-		s.write([]byte(tooLargeResponse))
-		s.abort()
-		return len(buf)
+		s.refuse(refTooLarge, "")
+		return -1
 	}
 	if plainHTTP(buf[:n]) {
 		s.serveHTTP(buf[:n])
-		return len(buf) // a plain GET: nothing more is read
+		return -1
 	}
+	if !s.upgradeWS(buf[:n]) {
+		return -1
+	}
+	return n
+}
+
+// upgradeWS runs the WebSocket upgrade of req and reports whether the
+// connection is now open.
+func (s *session) upgradeWS(req []byte) bool {
 	u := &s.loop.up
-	u.reset(buf[:n])
-	u.ip = addrOf(s.conn.RemoteAddr())
+	u.reset(req)
+	u.ip = s.srv.proxies.clientAddr(s.ip, func() ([]string, string) { return forwardHeaders(req) })
 	_, err := u.up.Upgrade(u)
 	if err != nil {
 		s.srv.metrics.handshakeFail(u.failReason()) // counted before the client can see the answer
@@ -152,14 +164,22 @@ func (s *session) handshake(buf []byte) int {
 		s.srv.ips.release(u.ip)
 	}
 	if s.state != stateHTTP { // the write failed and gnet closed the connection
-		return len(buf)
+		return false
 	}
 	if err != nil {
 		s.abort()
-		return len(buf)
+		return false
 	}
 	s.open(u.id, u.format)
-	return n
+	return true
+}
+
+// refuse answers a refused request from the refusal table (with msg, or
+// the table's message), counts it and closes.
+func (s *session) refuse(r refusal, msg string) {
+	s.srv.metrics.handshakeFail(r.reason())
+	s.write(r.response(msg))
+	s.abort()
 }
 
 // abort ends a connection that never became a WebSocket. gnet writes what is

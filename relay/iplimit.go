@@ -56,23 +56,29 @@ func (l *ipLimits) exempted(ip netip.Addr) bool {
 	return false
 }
 
-// admit takes a new connection of ip: it returns a reason to refuse, or ""
-// having counted the connection (release it with release).
-func (l *ipLimits) admit(ip netip.Addr, now time.Time) string {
+// admit takes a new connection of ip: it returns why it is refused, or
+// refNone having counted the connection (release it with release). Any
+// goroutine.
+func (l *ipLimits) admit(ip netip.Addr, now time.Time) refusal {
 	if l.exempted(ip) {
-		return ""
+		return refNone
 	}
 	if ok, _ := l.buckets.Allow(ip.String(), l.rate, now); !ok {
-		return "too many new connections from this address"
+		return refIPRate
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.open[ip] >= l.max {
-		return "too many connections from this address"
+		return refIPConns
 	}
 	l.open[ip]++
-	return ""
+	return refNone
 }
+
+// sweep drops the rate buckets of addresses that have been quiet long
+// enough to be full again (a new bucket starts full, so nothing changes),
+// and returns how many are left. Server.tick calls it every minute.
+func (l *ipLimits) sweep(now time.Time) int { return l.buckets.Sweep(now) }
 
 // release forgets a connection admit counted.
 func (l *ipLimits) release(ip netip.Addr) {

@@ -11,7 +11,7 @@ import (
 )
 
 // handshakeReasons are the label values of roomcast_handshake_failures_total.
-var handshakeReasons = []string{"bad_request", "not_found", "subprotocol", "auth", "origin", "ip_limit", "draining", "too_large", "timeout"}
+var handshakeReasons = refusalReasons()
 
 // metrics are the relay's Prometheus collectors, created once with their
 // label values resolved, so that counting does no look-ups on hot paths.

@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"time"
 
@@ -20,18 +19,8 @@ type modRequest struct {
 	Seq    uint64 `json:"seq"`
 }
 
-// modError is a refused moderation action: a protocol code and an HTTP status.
-type modError struct {
-	code   proto.Code
-	status int
-	msg    string
-}
-
-func (e *modError) Error() string { return e.msg }
-
-func badMod(msg string) error {
-	return &modError{code: proto.CodeBadRequest, status: http.StatusBadRequest, msg: msg}
-}
+// badMod is a refused moderation action (bad_request).
+func badMod(msg string) error { return newCodeError(proto.CodeBadRequest, msg) }
 
 // maxTimeout bounds timeout and slow mode durations.
 const maxTimeout = 14 * 24 * 3600
@@ -40,7 +29,7 @@ const maxTimeout = 14 * 24 * 3600
 // Any goroutine.
 func (s *Server) moderate(req modRequest, actor string) error {
 	if !proto.ValidRoom(req.Room) {
-		return &modError{code: proto.CodeBadRoom, status: http.StatusBadRequest, msg: "bad room name"}
+		return newCodeError(proto.CodeBadRoom, "bad room name")
 	}
 	if req.Secs < 0 || req.Secs > maxTimeout {
 		return badMod("secs must be between 0 and 14 days")
@@ -130,12 +119,9 @@ func (s *session) mod(c *proto.Command) {
 		return
 	}
 	err := s.srv.moderate(modRequest{Room: c.Room, Action: c.Action, User: c.User, Secs: c.Secs, Seq: c.Seq}, s.id.user)
-	var me *modError
-	switch {
-	case errors.As(err, &me):
-		s.fail(c.Ref, me.code, me.msg, c.Room)
+	switch code, _, msg, _ := classify(err); {
 	case err != nil:
-		s.fail(c.Ref, proto.CodeInternal, err.Error(), c.Room)
+		s.fail(c.Ref, code, msg, c.Room)
 	case c.Ref != 0:
 		s.reply(&proto.Ack{T: proto.TAck, Ref: c.Ref, Room: c.Room})
 	}
@@ -146,13 +132,8 @@ func (s *Server) apiModerate(r *http.Request) (any, error) {
 	if err := decodeBody(r, &req); err != nil {
 		return nil, err
 	}
-	err := s.moderate(req, "api")
-	var me *modError
-	if errors.As(err, &me) {
-		return nil, apiErr(me.status, string(me.code), me.msg)
-	}
-	if err != nil {
-		return nil, err
+	if err := s.moderate(req, "api"); err != nil {
+		return nil, err // answered from the error table by apiHandler
 	}
 	return map[string]bool{"ok": true}, nil
 }

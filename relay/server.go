@@ -29,6 +29,7 @@ type Server struct {
 	hub      *shard.Hub
 	policies *policies
 	ips      *ipLimits
+	proxies  *trustedProxies
 	auth     *authenticator
 	metrics  *metrics
 
@@ -47,6 +48,8 @@ type Server struct {
 	users   map[string][]*session // open sessions by user id
 
 	draining atomic.Bool
+	failed   atomic.Pointer[error] // why the event loops stopped on their own; nil while they run
+	done     chan error            // receives failed once
 	anonSeq  atomic.Uint64
 	conns    atomic.Int64 // open connections (any state)
 	quit     chan struct{}
@@ -68,8 +71,12 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bad per-IP limits: %w", err)
 	}
-	s := &Server{cfg: cfg, policies: pols, ips: ips, auth: auth, booted: make(chan struct{}), users: map[string][]*session{},
-		stopped: make(chan error, 1), quit: make(chan struct{})}
+	proxies, err := newTrustedProxies(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, policies: pols, ips: ips, proxies: proxies, auth: auth, booted: make(chan struct{}),
+		users: map[string][]*session{}, stopped: make(chan error, 1), done: make(chan error, 1), quit: make(chan struct{})}
 	hc := cfg.Hub
 	hc.Loops = cfg.Loops
 	hc.Policy = func(ns string) shard.Policy { return pols.get(ns).shard }
@@ -94,12 +101,14 @@ func (s *Server) Start() error {
 		return err
 	}
 	go func() {
-		s.stopped <- gnet.Run(s, "tcp://"+s.cfg.Listen,
+		err := gnet.Run(s, "tcp://"+s.cfg.Listen,
 			gnet.WithNumEventLoop(s.cfg.Loops),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithReuseAddr(true),
 			gnet.WithLogger(gnetLogger{s.cfg.Logger}),
 		)
+		s.engineStopped(err)
+		s.stopped <- err
 	}()
 	select {
 	case <-s.booted:
@@ -112,9 +121,37 @@ func (s *Server) Start() error {
 	}
 	s.bg.Add(1)
 	go s.tick()
-	s.cfg.Logger.Info("roomcast relay listening", "public", s.addr, "admin", s.adminAddr, "loops", s.cfg.Loops)
+	s.cfg.Logger.Info("roomcast relay listening", "public", s.addr, "admin", s.adminAddr, "loops", s.cfg.Loops,
+		"max_conns", s.cfg.MaxConns, "backlog", listenBacklog(s.cfg.MaxConns))
 	return nil
 }
+
+// engineStopped records that gnet.Run returned. Outside Shutdown that is a
+// failure (gnet stops the whole engine when accept fails, say on EMFILE):
+// /readyz answers 503 from then on and Done delivers the error.
+func (s *Server) engineStopped(err error) {
+	select {
+	case <-s.booted:
+	default:
+		return // Start reports it
+	}
+	if s.draining.Load() {
+		return
+	}
+	if err == nil {
+		err = errors.New("relay: event loops stopped")
+	} else {
+		err = fmt.Errorf("relay: event loops stopped: %w", err)
+	}
+	s.failed.Store(&err)
+	s.cfg.Logger.Error("public listener is down", "err", err)
+	s.done <- err
+}
+
+// Done delivers an error if the event loops stop while the server is not
+// shutting down; the relay then serves nothing on its public listener and
+// should be restarted. Any goroutine.
+func (s *Server) Done() <-chan error { return s.done }
 
 // OnBoot records the engine and the bound address. gnet calls it once.
 func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
@@ -123,6 +160,13 @@ func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 	if fd, err := eng.Dup(); err == nil {
 		if sa, err := unix.Getsockname(fd); err == nil {
 			s.addr = sockaddrString(sa)
+		}
+		// Linux takes listen() again on a listening socket as a new
+		// backlog (the dup shares the socket). See listenBacklog.
+		if n := listenBacklog(s.cfg.MaxConns); n > 0 {
+			if err := unix.Listen(fd, n); err != nil {
+				s.cfg.Logger.Warn("cannot shrink the listen backlog", "err", err)
+			}
 		}
 		_ = unix.Close(fd)
 	}
@@ -193,6 +237,7 @@ func (s *Server) tick() {
 			s.eachLoop(func(l *loop) { _ = l.el.Execute(context.Background(), tickTask{l, now}) })
 			if n%60 == 59 {
 				s.policies.sweep(now)
+				s.ips.sweep(now)
 			}
 		}
 	}

@@ -57,6 +57,9 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if s.draining.Load() {
 		return nil, gnet.Close
 	}
+	if s.atConnCap() {
+		return refMaxConnsResponse, gnet.Close
+	}
 	l := s.loopOf(c)
 	now := time.Now()
 	ss := &session{srv: s, loop: l, conn: c, openedAt: now, lastRecv: now, lastPing: now}

@@ -34,7 +34,7 @@ func (s *session) serveHTTP(raw []byte) {
 	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw)))
 	switch {
 	case err != nil:
-		s.httpError(http.StatusBadRequest, "bad request")
+		s.refuse(refBadRequest, "")
 	case req.URL.Path == "/sse":
 		s.openSSE(req)
 	case req.URL.Path == "/overlay":
@@ -43,7 +43,7 @@ func (s *session) serveHTTP(raw []byte) {
 		s.write(overlayPage)
 		s.abort()
 	default:
-		s.httpError(http.StatusNotFound, "not found")
+		s.refuse(refNotFound, "")
 	}
 }
 
@@ -56,57 +56,40 @@ func (s *session) httpError(status int, msg string) {
 
 // openSSE joins the connection to ?room= as a read-only member in the SSE
 // format: history first (from since, Last-Event-ID or history), then every
-// message, presence, delete and clear event of the room.
+// message, presence, delete and clear event of the room. It is let in by
+// the same admission as a WebSocket (Server.admit).
 func (s *session) openSSE(req *http.Request) {
 	srv := s.srv
 	q := req.URL.Query()
 	room := q.Get("room")
+	jr := shard.JoinRequest{LoopIndex: s.loop.idx, Loop: s.loop, Member: s, Format: proto.SSE}
+	a := s.sseAdmission(req)
 	if !proto.ValidRoom(room) {
-		srv.metrics.handshakeFail("bad_request")
-		s.httpError(http.StatusBadRequest, "room must match ^[A-Za-z0-9][A-Za-z0-9:._-]{0,63}$")
+		a.bad, a.badMsg = refBadRequest, "room must match ^[A-Za-z0-9][A-Za-z0-9:._-]{0,63}$"
+	} else if err := sseResume(&jr, q.Get("since"), req.Header.Get("Last-Event-ID"), q.Get("history")); err != nil {
+		a.bad, a.badMsg = refBadRequest, err.Error()
+	}
+	id, r, msg := srv.admit(&a)
+	if r != refNone {
+		s.refuse(r, msg)
 		return
-	}
-	token := q.Get("token")
-	if v, ok := bearer(req.Header.Get("Authorization")); ok && token == "" {
-		token = v
-	}
-	id, err := srv.auth.identify(token)
-	if err != nil {
-		srv.metrics.handshakeFail("auth")
-		s.httpError(http.StatusUnauthorized, err.Error())
-		return
-	}
-	if id.anon {
-		id.user = fmt.Sprintf("anon-%x", srv.anonSeq.Add(1))
 	}
 	if !roomAllowed(id.rooms, room) {
-		srv.metrics.handshakeFail("auth")
-		s.httpError(http.StatusForbidden, "your token does not allow this room")
+		srv.ips.release(a.ip)
+		s.refuse(refRoom, "")
 		return
 	}
-	jr := shard.JoinRequest{LoopIndex: s.loop.idx, Loop: s.loop, Member: s, Format: proto.SSE,
-		User: id.user, Name: id.name, Anon: id.anon}
-	if err := sseResume(&jr, q.Get("since"), req.Header.Get("Last-Event-ID"), q.Get("history")); err != nil {
-		srv.metrics.handshakeFail("bad_request")
-		s.httpError(http.StatusBadRequest, err.Error())
-		return
-	}
+	jr.User, jr.Name, jr.Anon = id.user, id.name, id.anon
 	ms, res, err := srv.hub.Join(room, &jr)
-	switch {
-	case errors.Is(err, shard.ErrNoAnon):
-		s.httpError(http.StatusForbidden, "this room is not open to anonymous viewers")
-		return
-	case errors.Is(err, shard.ErrBanned):
-		s.httpError(http.StatusForbidden, "you are banned from this room")
-		return
-	case errors.Is(err, shard.ErrRoomFull):
-		s.httpError(http.StatusServiceUnavailable, "room is full")
-		return
-	case err != nil:
-		s.httpError(http.StatusInternalServerError, "cannot join")
+	if err != nil {
+		srv.ips.release(a.ip)
+		code, status, msg, _ := classify(err)
+		srv.metrics.rejected(code).Inc()
+		s.httpError(status, msg)
 		return
 	}
 	s.id, s.format, s.state = id, proto.SSE, stateOpen
+	s.ip, s.ipCounted = a.ip, true
 	s.sse, s.rooms = true, map[string]*shard.Membership{room: ms}
 	srv.metrics.openSSE.Inc()
 	srv.metrics.handshakes.Inc()
@@ -116,6 +99,20 @@ func (s *session) openSSE(req *http.Request) {
 	for _, m := range res.History {
 		s.write(m)
 	}
+}
+
+// sseAdmission is what an /sse request presents: the client address (after
+// trusted proxies), Origin, and the token of ?token= or else the
+// Authorization header.
+func (s *session) sseAdmission(req *http.Request) admission {
+	a := admission{origin: req.Header.Get("Origin"), token: req.URL.Query().Get("token")}
+	if v, ok := bearer(req.Header.Get("Authorization")); ok && a.token == "" {
+		a.token = v
+	}
+	a.ip = s.srv.proxies.clientAddr(s.ip, func() ([]string, string) {
+		return req.Header.Values("X-Forwarded-For"), req.Header.Get("X-Real-IP")
+	})
+	return a
 }
 
 // sseResume fills the join's resume point: Last-Event-ID (sent by browsers

@@ -73,6 +73,9 @@ func run(args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.IPConnRate.Burst, "ip-conn-burst", 50, "new connections per client IP in a burst")
 	fs.IntVar(&cfg.IPMaxConns, "ip-max-conns", 500, "open connections per client IP (HTTP 429 past it)")
 	exempt := fs.String("ip-exempt", "127.0.0.0/8,::1/128", "comma-separated CIDRs free of per-IP limits")
+	proxies := fs.String("trusted-proxies", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For, X-Real-IP and PROXY headers name the client (empty: none)")
+	fs.BoolVar(&cfg.ProxyProtocol, "proxy-protocol", false, "connections from -trusted-proxies start with a PROXY protocol v1/v2 header (required from them)")
+	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "open connections on the public listener, then HTTP 503 (0: the file descriptor limit less max(64, limit/10); -1: no cap)")
 	fs.StringVar(&cfg.NodeID, "node", "", "this node's name in hello (empty: the host name)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -85,6 +88,7 @@ func run(args []string, stderr io.Writer) error {
 	cfg.NoAnonymous = !*anonymous
 	cfg.AllowedOrigins = splitList(*origins)
 	cfg.IPExempt = splitList(*exempt)
+	cfg.TrustedProxies = splitList(*proxies)
 	if cfg.IPExempt == nil {
 		cfg.IPExempt = []string{} // none exempt, not the default
 	}
@@ -169,11 +173,19 @@ func serve(cfg relay.Config) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	<-ctx.Done()
-	cfg.Logger.Info("draining: closing connections with 1001")
+	var failed error
+	select {
+	case <-ctx.Done():
+		cfg.Logger.Info("draining: closing connections with 1001")
+	case failed = <-srv.Done(): // the public listener is gone: exit non-zero so a supervisor restarts us
+	}
 	drain, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return srv.Shutdown(drain)
+	err = srv.Shutdown(drain)
+	if failed != nil {
+		return failed
+	}
+	return err
 }
 
 // mintToken prints an HS256 token, for trying the relay and for scripts. A
