@@ -333,3 +333,33 @@ func TestAdminHeaderTimeout(t *testing.T) {
 func isReset(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "connection reset")
 }
+
+// TestRoomCreationPerIP: rooms a client address creates, by joining or
+// streaming a room that does not exist yet, are limited (-ip-room-rate);
+// joining rooms that exist is not.
+func TestRoomCreationPerIP(t *testing.T) {
+	srv := perIPRelay(t, 100, func(c *relay.Config) { c.IPRoomRate = relay.RateLimit{Rate: 0.001, Burst: 3} })
+	for _, room := range []string{"x:a", "x:b", "x:c"} {
+		if st, _ := rawGet(t, srv, sseRequest(room)); st != 200 {
+			t.Fatalf("sse %s: status %d, want 200", room, st)
+		}
+	}
+	if st, _ := rawGet(t, srv, sseRequest("x:d")); st != 429 {
+		t.Fatalf("sse creating a fourth room: status %d, want 429", st)
+	}
+	if st, _ := rawGet(t, srv, sseRequest("x:a")); st != 200 {
+		t.Fatalf("sse of a room that exists: status %d, want 200", st)
+	}
+	c := dial(t, srv, dialOpts{token: token(t, "creator", "C", "")})
+	c.send(map[string]any{"t": "join", "room": "x:e", "ref": 1})
+	e := c.expect("error")
+	if e.str("code") != "rate_limited" || e.num("retry_ms") <= 0 || e.num("ref") != 1 || e.str("room") != "x:e" {
+		t.Fatalf("join creating a room past the limit: %v", e)
+	}
+	if j := c.join("x:b", 2); j.num("count") != 2 {
+		t.Fatalf("joined an existing room: %v", j)
+	}
+	if n := metricsOf(t, srv)[`roomcast_ratelimit_hits_total{kind="room"}`]; n != 2 {
+		t.Fatalf("room creation refusals counted %v, want 2", n)
+	}
+}

@@ -2,7 +2,6 @@ package relay
 
 import (
 	"encoding/json"
-	"errors"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -55,7 +54,8 @@ func (s *session) join(c *proto.Command) {
 		return
 	}
 	req := shard.JoinRequest{LoopIndex: s.loop.idx, Loop: s.loop, Member: s, Format: s.format,
-		User: s.id.user, Name: s.id.name, Anon: s.id.anon, Since: c.Since, HasSince: c.HasSince, Epoch: c.Epoch}
+		User: s.id.user, Name: s.id.name, Anon: s.id.anon, Since: c.Since, HasSince: c.HasSince, Epoch: c.Epoch,
+		Create: s.srv.ips.roomCreator(s.ip)}
 	switch {
 	case c.HasHistory:
 		req.History = c.History
@@ -71,23 +71,34 @@ func (s *session) join(c *proto.Command) {
 		return
 	}
 	ms, res, err := s.srv.hub.Join(c.Room, &req)
-	switch {
-	case errors.Is(err, shard.ErrRoomFull):
-		s.fail(c.Ref, proto.CodeRoomFull, "room is full", c.Room)
-	case errors.Is(err, shard.ErrNoAnon):
-		s.fail(c.Ref, proto.CodeForbidden, "this room is not open to anonymous viewers", c.Room)
-	case errors.Is(err, shard.ErrBanned):
-		s.fail(c.Ref, proto.CodeBanned, "you are banned from this room", c.Room)
-	case errors.Is(err, shard.ErrRoomLimit):
-		s.fail(c.Ref, proto.CodeUnavailable, "this relay holds as many rooms as it may", c.Room)
-	case err != nil:
-		s.fail(c.Ref, proto.CodeInternal, "cannot join", c.Room)
+	if err != nil {
+		s.refused(c, "room", err) // the only limit in time a join meets here: rooms created per IP
+		return
+	}
+	if s.rooms == nil {
+		s.rooms = make(map[string]*shard.Membership, 2)
+	}
+	s.rooms[c.Room] = ms
+	s.joined(c, res)
+}
+
+// refused answers a join or send the shard (or a hook) refused, from the
+// one error table (classify). Refusals in time count as strikes; kind names
+// the rate limit for metrics.
+func (s *session) refused(c *proto.Command, kind string, err error) {
+	code, _, msg, retry := classify(err)
+	switch code {
+	case proto.CodeSlowMode:
+		s.limited(c, "slow_mode", code, msg, retry)
+	case proto.CodeRateLimited:
+		s.limited(c, kind, code, msg, retry)
 	default:
-		if s.rooms == nil {
-			s.rooms = make(map[string]*shard.Membership, 2)
+		s.srv.metrics.rejected(code).Inc()
+		e := proto.Error{T: proto.TError, Ref: c.Ref, Code: code, Message: msg, Room: c.Room}
+		if retry > 0 {
+			e.RetryMS = ceilMS(retry)
 		}
-		s.rooms[c.Room] = ms
-		s.joined(c, res)
+		s.reply(&e)
 	}
 }
 
@@ -151,21 +162,8 @@ func (s *session) send(c *proto.Command) {
 	}
 	seq, err := s.srv.hub.Publish(c.Room, &shard.Message{From: s.id.user, Name: s.id.name,
 		Body: c.Body, Badges: s.id.badges, Meta: c.Meta, SlowExempt: s.id.role != roleUser})
-	var slow *shard.SlowModeError
-	var muted *shard.MutedError
-	switch {
-	case errors.As(err, &slow):
-		s.limited(c, "slow_mode", proto.CodeSlowMode, "this room is in slow mode", slow.Retry)
-		return
-	case errors.As(err, &muted):
-		s.srv.metrics.rejected(proto.CodeMuted).Inc()
-		s.reply(&proto.Error{T: proto.TError, Ref: c.Ref, Code: proto.CodeMuted, Message: "you are timed out in this room", RetryMS: ceilMS(muted.Retry), Room: c.Room})
-		return
-	case errors.Is(err, shard.ErrBanned):
-		s.fail(c.Ref, proto.CodeBanned, "you are banned from this room", c.Room)
-		return
-	case err != nil:
-		s.fail(c.Ref, proto.CodeTooLarge, "message does not fit a frame", c.Room)
+	if err != nil {
+		s.refused(c, "send", err)
 		return
 	}
 	s.strikes = 0

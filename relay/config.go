@@ -40,6 +40,7 @@ type Config struct {
 	JoinRate       RateLimit // joins per connection; zero means 2 per second, burst 32
 	IPConnRate     RateLimit // new connections per IP; zero means 20 per second, burst 50 (HTTP 429)
 	IPMaxConns     int       // open connections per IP; zero means 500 (HTTP 429)
+	IPRoomRate     RateLimit // rooms created (by a join or an /sse stream) per IP; zero means 5 per second, burst 50 (rate_limited, HTTP 429)
 	IPExempt       []string  // CIDRs free of per-IP limits; nil means loopback (127.0.0.0/8, ::1), empty means none
 	NodeID         string    // this node's name in hello; zero means the host name
 
@@ -108,6 +109,9 @@ func (c *Config) setDefaults() {
 	def(&c.IPMaxConns, 500)
 	if c.JoinRate == (RateLimit{}) {
 		c.JoinRate = RateLimit{Rate: 2, Burst: 32}
+	}
+	if c.IPRoomRate == (RateLimit{}) {
+		c.IPRoomRate = RateLimit{Rate: 5, Burst: 50}
 	}
 	if c.IPConnRate == (RateLimit{}) {
 		c.IPConnRate = RateLimit{Rate: 20, Burst: 50}

@@ -55,15 +55,13 @@ func newCodeError(code proto.Code, msg string) error { return &codeError{code: c
 var (
 	// errTooLarge is a message that does not fit a frame.
 	errTooLarge = newCodeError(proto.CodeTooLarge, "message does not fit a frame")
-	// errRoomLimit stands for the shard's refusal to hold another room
-	// (the node's room limit). Placeholder: the lead maps the shard's
-	// sentinel to it in classify.
-	errRoomLimit = errors.New("relay: this relay holds as many rooms as it may")
 )
 
-// shardTooLarge is the text of the shard's unexported error for a message
-// that does not fit a batch. TODO: match shard.ErrTooLarge once exported.
-const shardTooLarge = "shard: message does not fit a batch"
+// roomRateError refuses a join that would create a room when the client's
+// address created too many lately (Config.IPRoomRate).
+type roomRateError struct{ retry time.Duration }
+
+func (e *roomRateError) Error() string { return "relay: creating rooms too fast" }
 
 // classify turns an error of the shard or the relay into what a client is
 // told. nil gives code "" and status 200. An error not in the table is
@@ -81,6 +79,7 @@ func classifyCode(err error) (proto.Code, string, time.Duration) {
 		slow  *shard.SlowModeError
 		muted *shard.MutedError
 		ce    *codeError
+		rr    *roomRateError
 	)
 	switch {
 	case err == nil:
@@ -97,9 +96,11 @@ func classifyCode(err error) (proto.Code, string, time.Duration) {
 		return proto.CodeSlowMode, "this room is in slow mode", slow.Retry
 	case errors.As(err, &muted):
 		return proto.CodeMuted, "you are timed out in this room", muted.Retry
-	case errors.Is(err, errRoomLimit):
+	case errors.Is(err, shard.ErrRoomLimit):
 		return proto.CodeUnavailable, "this relay cannot hold more rooms", 0
-	case err.Error() == shardTooLarge:
+	case errors.As(err, &rr):
+		return proto.CodeRateLimited, "creating rooms too fast from this address", rr.retry
+	case errors.Is(err, shard.ErrTooLarge):
 		return proto.CodeTooLarge, errTooLarge.Error(), 0
 	}
 	return proto.CodeInternal, "internal error", 0

@@ -29,8 +29,9 @@ func TestClassify(t *testing.T) {
 	f(&shard.SlowModeError{Retry: 1500 * time.Millisecond}, proto.CodeSlowMode, 429, "this room is in slow mode", 1500*time.Millisecond)
 	f(&shard.MutedError{Retry: time.Minute}, proto.CodeMuted, 403, "you are timed out in this room", time.Minute)
 	f(errTooLarge, proto.CodeTooLarge, 413, "message does not fit a frame", 0)
-	f(errors.New(shardTooLarge), proto.CodeTooLarge, 413, "message does not fit a frame", 0)
-	f(errRoomLimit, proto.CodeUnavailable, 503, "this relay cannot hold more rooms", 0)
+	f(shard.ErrTooLarge, proto.CodeTooLarge, 413, "message does not fit a frame", 0)
+	f(fmt.Errorf("publish: %w", shard.ErrRoomLimit), proto.CodeUnavailable, 503, "this relay cannot hold more rooms", 0)
+	f(&roomRateError{retry: 1500 * time.Millisecond}, proto.CodeRateLimited, 429, "creating rooms too fast from this address", 1500*time.Millisecond)
 	f(newCodeError(proto.CodeBadRoom, "bad room name"), proto.CodeBadRoom, 400, "bad room name", 0)
 	f(badMod("delete needs seq"), proto.CodeBadRequest, 400, "delete needs seq", 0)
 	f(errors.New("some disk said no"), proto.CodeInternal, 500, "internal error", 0) // the text stays inside

@@ -14,10 +14,12 @@ import (
 // IP, answered with HTTP 429 at the upgrade. Addresses in exempt (loopback
 // by default, where a local proxy or the bench tool connects from) are free.
 type ipLimits struct {
-	rate    ratelimit.Limits
-	max     int
-	exempt  []netip.Prefix
-	buckets *ratelimit.Limiter
+	rate     ratelimit.Limits
+	max      int
+	exempt   []netip.Prefix
+	buckets  *ratelimit.Limiter
+	roomRate ratelimit.Limits
+	rooms    *ratelimit.Limiter // rooms created, by address
 
 	mu   sync.Mutex
 	open map[netip.Addr]int
@@ -25,7 +27,8 @@ type ipLimits struct {
 
 func newIPLimits(cfg *Config) (*ipLimits, error) {
 	l := &ipLimits{rate: ratelimit.Limits{Rate: cfg.IPConnRate.Rate, Burst: cfg.IPConnRate.Burst},
-		max: cfg.IPMaxConns, buckets: ratelimit.New(), open: map[netip.Addr]int{}}
+		max: cfg.IPMaxConns, buckets: ratelimit.New(), open: map[netip.Addr]int{},
+		roomRate: ratelimit.Limits{Rate: cfg.IPRoomRate.Rate, Burst: cfg.IPRoomRate.Burst}, rooms: ratelimit.New()}
 	for _, c := range cfg.IPExempt {
 		p, err := netip.ParsePrefix(c)
 		if err != nil {
@@ -78,7 +81,28 @@ func (l *ipLimits) admit(ip netip.Addr, now time.Time) refusal {
 // sweep drops the rate buckets of addresses that have been quiet long
 // enough to be full again (a new bucket starts full, so nothing changes),
 // and returns how many are left. Server.tick calls it every minute.
-func (l *ipLimits) sweep(now time.Time) int { return l.buckets.Sweep(now) }
+func (l *ipLimits) sweep(now time.Time) int { return l.buckets.Sweep(now) + l.rooms.Sweep(now) }
+
+// createRoom takes one room creation of ip: a *roomRateError if it created
+// too many lately. Any goroutine.
+func (l *ipLimits) createRoom(ip netip.Addr) error {
+	if l.exempted(ip) {
+		return nil
+	}
+	if ok, wait := l.rooms.Allow(ip.String(), l.roomRate, time.Now()); !ok {
+		return &roomRateError{retry: wait}
+	}
+	return nil
+}
+
+// roomCreator returns the hook a join of a client at ip gives the shard,
+// called only when the join would create the room.
+func (l *ipLimits) roomCreator(ip netip.Addr) func() error {
+	if l.exempted(ip) {
+		return nil
+	}
+	return func() error { return l.createRoom(ip) }
+}
 
 // release forgets a connection admit counted.
 func (l *ipLimits) release(ip netip.Addr) {

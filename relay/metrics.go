@@ -41,7 +41,7 @@ type metrics struct {
 }
 
 // rateLimitKinds are the label values of roomcast_ratelimit_hits_total.
-var rateLimitKinds = []string{"send", "slow_mode", "join", "refresh", "ip"}
+var rateLimitKinds = []string{"send", "slow_mode", "join", "refresh", "ip", "room"}
 
 // latencyBuckets span 50us to about 10s, for a relay.
 var latencyBuckets = prometheus.ExponentialBucketsRange(50e-6, 10, 20)

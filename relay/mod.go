@@ -37,7 +37,12 @@ func (s *Server) moderate(req modRequest, actor string) error {
 	if err := checkMod(req); err != nil {
 		return err
 	}
-	room := s.hub.Room(req.Room) // created if need be: a ban may come before the user does
+	// Created if need be (a ban may come before the user does), within
+	// the relay's room limit like every other way of making a room.
+	room, err := s.hub.Open(req.Room)
+	if err != nil {
+		return err
+	}
 	switch req.Action {
 	case proto.ActDelete:
 		if !room.Delete(req.Seq) {

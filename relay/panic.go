@@ -23,16 +23,28 @@ const (
 	siteDrain                    // a session's drain at shutdown
 	siteTask                     // a task run for one session (kick, close)
 	siteDeliver                  // room traffic written to a member
+	siteFlush                    // a room's flush task outside any member (shard.Stats.Panics)
 	numSites
 )
 
-var siteNames = [numSites]string{"open", "traffic", "close", "tick", "drain", "task", "deliver"}
+var siteNames = [numSites]string{"open", "traffic", "close", "tick", "drain", "task", "deliver", "flush"}
 
 // panicStats count recovered panics by site; the first of each site is
 // logged with its stack, the others only counted.
 type panicStats struct {
 	count  [numSites]prometheus.Counter
 	logged [numSites]atomic.Bool
+	flush  int64 // shard.Stats.Panics already counted; owned by Server.tick
+}
+
+// syncFlush counts the panics the shard recovered in flush tasks since the
+// last call (the shard counts them; it knows nothing of Prometheus).
+// Server.tick calls it every second.
+func (p *panicStats) syncFlush(total int64) {
+	if d := total - p.flush; d > 0 {
+		p.count[siteFlush].Add(float64(d))
+		p.flush = total
+	}
 }
 
 func newPanicStats(reg func(prometheus.Collector)) *panicStats {

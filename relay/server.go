@@ -235,6 +235,7 @@ func (s *Server) tick() {
 			return
 		case now := <-t.C:
 			s.eachLoop(func(l *loop) { _ = l.el.Execute(context.Background(), tickTask{l, now}) })
+			s.metrics.panics.syncFlush(s.hub.Stats.Panics.Load())
 			if n%60 == 59 {
 				s.policies.sweep(now)
 				s.ips.sweep(now)

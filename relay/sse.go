@@ -79,12 +79,15 @@ func (s *session) openSSE(req *http.Request) {
 		s.refuse(refRoom, "")
 		return
 	}
-	jr.User, jr.Name, jr.Anon = id.user, id.name, id.anon
+	jr.User, jr.Name, jr.Anon, jr.Create = id.user, id.name, id.anon, srv.ips.roomCreator(a.ip)
 	ms, res, err := srv.hub.Join(room, &jr)
 	if err != nil {
 		srv.ips.release(a.ip)
 		code, status, msg, _ := classify(err)
 		srv.metrics.rejected(code).Inc()
+		if code == proto.CodeRateLimited {
+			srv.metrics.rateLimited["room"].Inc()
+		}
 		s.httpError(status, msg)
 		return
 	}

@@ -16,7 +16,7 @@ var (
 	ErrRoomFull = errors.New("shard: room is full")
 	ErrNoAnon   = errors.New("shard: room does not allow anonymous viewers")
 	errRoomGone = errors.New("shard: room was dropped")
-	errTooLarge = errors.New("shard: message does not fit a batch")
+	ErrTooLarge = errors.New("shard: message does not fit a batch") // its msgpack encoding is over Config.MaxBatchBytes
 	maxEvn      = uint64(math.MaxUint64)
 )
 
@@ -622,7 +622,7 @@ func (r *Room) sequenceLocked(msg *proto.Message, toBus bool) error {
 		return err
 	}
 	if len(b) > r.hub.cfg.MaxBatchBytes {
-		return errTooLarge
+		return ErrTooLarge
 	}
 	e := &entry{mp: append([]byte(nil), b...), seq: msg.Seq, at: time.Now()}
 	it := item{e: e}

@@ -72,6 +72,8 @@ func run(args []string, stderr io.Writer) error {
 	fs.Float64Var(&cfg.IPConnRate.Rate, "ip-conn-rate", 20, "new connections per second per client IP (HTTP 429 past it)")
 	fs.IntVar(&cfg.IPConnRate.Burst, "ip-conn-burst", 50, "new connections per client IP in a burst")
 	fs.IntVar(&cfg.IPMaxConns, "ip-max-conns", 500, "open connections per client IP (HTTP 429 past it)")
+	fs.Float64Var(&cfg.IPRoomRate.Rate, "ip-room-rate", 5, "rooms a client IP may create per second, by joining or streaming a room that does not exist (rate_limited, HTTP 429 past it)")
+	fs.IntVar(&cfg.IPRoomRate.Burst, "ip-room-burst", 50, "rooms a client IP may create in a burst")
 	exempt := fs.String("ip-exempt", "127.0.0.0/8,::1/128", "comma-separated CIDRs free of per-IP limits")
 	proxies := fs.String("trusted-proxies", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For, X-Real-IP and PROXY headers name the client (empty: none)")
 	fs.BoolVar(&cfg.ProxyProtocol, "proxy-protocol", false, "connections from -trusted-proxies start with a PROXY protocol v1/v2 header (required from them)")
