@@ -46,6 +46,21 @@ func dialSmall(t testing.TB, srv *relay.Server, o dialOpts) *client {
 	return c
 }
 
+// expectAck reads past batches and presence to the ack of ref; an error
+// frame first fails the test.
+func (c *client) expectAck(ref int) frame {
+	c.t.Helper()
+	for {
+		f := c.next()
+		switch {
+		case f.str("t") == "ack" && f.num("ref") == int64(ref):
+			return f
+		case f.str("t") == "error":
+			c.t.Fatalf("waiting for the ack of ref %d: %v", ref, f)
+		}
+	}
+}
+
 // tokenClaims mints an HS256 token with exactly the claims given.
 func tokenClaims(t testing.TB, c jwt.MapClaims) string {
 	t.Helper()

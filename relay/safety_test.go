@@ -193,15 +193,7 @@ func TestTokenRefresh(t *testing.T) {
 	}
 	time.Sleep(time.Until(exp.Add(2 * time.Second))) // past the first token's expiry and a tick
 	c.send(map[string]any{"t": "send", "room": "r", "body": "still here", "ref": 8})
-	for {
-		f := c.next()
-		if f.str("t") == "ack" && f.num("ref") == 8 {
-			break
-		}
-		if f.str("t") == "error" {
-			t.Fatalf("send after refresh: %v", f)
-		}
-	}
+	c.expectAck(8)
 }
 
 // TestTokenRefreshRefused: a refresh naming another user, an expired or
@@ -262,15 +254,7 @@ func TestTokenRefreshNarrowsRooms(t *testing.T) {
 		t.Fatalf("join outside the new rooms: %v", f)
 	}
 	c.send(map[string]any{"t": "send", "room": "a:1", "body": "hi", "ref": 6})
-	for {
-		f := c.next()
-		if f.str("t") == "ack" && f.num("ref") == 6 {
-			break
-		}
-		if f.str("t") == "error" {
-			t.Fatalf("send to a kept room: %v", f)
-		}
-	}
+	c.expectAck(6)
 }
 
 // TestSendAfterBan: a banned user's send answers banned, not not_joined.
