@@ -39,7 +39,7 @@ var refusals = [...]struct {
 }{
 	refNone:        {"", http.StatusOK, ""},
 	refBadRequest:  {"bad_request", http.StatusBadRequest, "bad request"},
-	refNotFound:    {"not_found", http.StatusNotFound, "not found: the endpoints are /ws, /sse and /overlay"},
+	refNotFound:    {"not_found", http.StatusNotFound, "not found: the endpoints are /ws, /sse, /overlay, /roomcast.js and /healthz"},
 	refSubprotocol: {"subprotocol", http.StatusBadRequest, "unsupported subprotocol: use roomcast.v1.msgpack or roomcast.v1.json"},
 	refAuth:        {"auth", http.StatusUnauthorized, "a valid token is required"},
 	refRoom:        {"auth", http.StatusForbidden, "your token does not allow this room"},

@@ -3,10 +3,13 @@ package relay
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,29 +25,174 @@ const sseKeepAlive = 15 * time.Second
 //go:embed overlay.html
 var overlayPage []byte
 
-// plainHTTP reports whether a request is one of the plain HTTP endpoints of
-// the public listener (/sse, /overlay) rather than a WebSocket upgrade.
-func plainHTTP(req []byte) bool {
-	return bytes.HasPrefix(req, []byte("GET /sse")) || bytes.HasPrefix(req, []byte("GET /overlay"))
+// clientScript is the JavaScript client library, served at /roomcast.js;
+// clientETag names its content (it changes only with the binary).
+//
+//go:embed js/roomcast.js
+var clientScript []byte
+
+var clientETag = func() string {
+	sum := sha256.Sum256(clientScript)
+	return `"` + hex.EncodeToString(sum[:8]) + `"`
+}()
+
+// publicPaths are the plain HTTP endpoints of the public listener, with the
+// methods each answers (OPTIONS too, always). /ws is a WebSocket upgrade:
+// only OPTIONS (and GET, upgraded elsewhere) reach serveHTTP for it.
+var publicPaths = map[string]string{
+	"/sse":         "GET, HEAD, OPTIONS",
+	"/overlay":     "GET, HEAD, OPTIONS",
+	"/roomcast.js": "GET, HEAD, OPTIONS",
+	"/healthz":     "GET, HEAD, OPTIONS",
+	"/ws":          "GET, OPTIONS",
 }
 
-// serveHTTP answers a plain GET on the public listener. /sse turns the
-// connection into an event stream; anything else is answered and closed.
+// plainHTTP reports whether a request is for serveHTTP rather than a
+// WebSocket upgrade: a GET of one of the plain endpoints, or any other
+// method on any path (the upgrade is a GET).
+func plainHTTP(req []byte) bool {
+	method, rest, ok := bytes.Cut(req, []byte(" "))
+	if !ok {
+		return false
+	}
+	if string(method) != http.MethodGet {
+		return true
+	}
+	target, _, _ := bytes.Cut(rest, []byte(" "))
+	path, _, _ := bytes.Cut(target, []byte("?"))
+	_, plain := publicPaths[string(path)]
+	return plain && string(path) != "/ws"
+}
+
+// serveHTTP answers a plain request on the public listener. A GET of /sse
+// turns the connection into an event stream; anything else is answered and
+// closed. Static answers (HEAD, OPTIONS, /overlay, /roomcast.js, /healthz)
+// pass no admission: they hold nothing open.
 func (s *session) serveHTTP(raw []byte) {
 	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw)))
-	switch {
-	case err != nil:
+	if err != nil {
 		s.refuse(refBadRequest, "")
-	case req.URL.Path == "/sse":
-		s.openSSE(req)
-	case req.URL.Path == "/overlay":
-		s.write([]byte("HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nCache-Control: no-cache\r\nContent-Length: " +
-			strconv.Itoa(len(overlayPage)) + "\r\nConnection: close\r\n\r\n"))
-		s.write(overlayPage)
-		s.abort()
-	default:
-		s.refuse(refNotFound, "")
+		return
 	}
+	allow, ok := publicPaths[req.URL.Path]
+	switch {
+	case !ok:
+		s.refuse(refNotFound, "")
+	case req.Method == http.MethodOptions:
+		s.options(req, allow)
+	case !slices.Contains(strings.Split(allow, ", "), req.Method):
+		s.srv.metrics.handshakeFail(refBadRequest.reason())
+		s.answer(http.StatusMethodNotAllowed, req, []string{"Allow", allow, "Content-Type", "text/plain; charset=utf-8"},
+			[]byte("method not allowed: "+req.URL.Path+" answers "+allow))
+	case req.URL.Path == "/sse" && req.Method == http.MethodGet:
+		s.openSSE(req)
+	case req.URL.Path == "/sse":
+		s.headSSE(req)
+	case req.URL.Path == "/overlay":
+		s.answer(http.StatusOK, req, []string{"Content-Type", "text/html; charset=utf-8", "Cache-Control", "no-cache"}, overlayPage)
+	case req.URL.Path == "/roomcast.js":
+		s.serveScript(req)
+	default: // /healthz
+		if s.srv.draining.Load() {
+			s.answer(http.StatusServiceUnavailable, req, []string{"Content-Type", "text/plain; charset=utf-8", "Cache-Control", "no-store"}, []byte("draining\n"))
+			return
+		}
+		s.answer(http.StatusOK, req, []string{"Content-Type", "text/plain; charset=utf-8", "Cache-Control", "no-store"}, []byte("ok\n"))
+	}
+}
+
+// answer writes a whole response (headers as name, value pairs; no body
+// for HEAD and for 204 and 304) and closes.
+func (s *session) answer(status int, req *http.Request, headers []string, body []byte) {
+	b := responseHead(status, headers)
+	if status != http.StatusNoContent && status != http.StatusNotModified {
+		b = fmt.Appendf(b, "Content-Length: %d\r\n", len(body))
+	} else {
+		body = nil
+	}
+	b = append(b, "Connection: close\r\n\r\n"...)
+	if req.Method != http.MethodHead {
+		b = append(b, body...)
+	}
+	s.write(b)
+	s.abort()
+}
+
+// responseHead is a response's status line and headers (name, value
+// pairs), without the blank line.
+func responseHead(status int, headers []string) []byte {
+	b := fmt.Appendf(nil, "HTTP/1.1 %d %s\r\n", status, http.StatusText(status))
+	for i := 0; i+1 < len(headers); i += 2 {
+		b = append(b, headers[i]+": "+headers[i+1]+"\r\n"...)
+	}
+	return b
+}
+
+// cors returns the CORS response headers for a request's Origin, as name,
+// value pairs: "*" when the relay has no -allowed-origins, else the Origin
+// itself if it is in the list (and Vary: Origin either way). A disallowed
+// or missing Origin gets no Access-Control-Allow-Origin.
+func (s *Server) cors(origin string) []string {
+	if len(s.cfg.AllowedOrigins) == 0 {
+		return []string{"Access-Control-Allow-Origin", "*"}
+	}
+	if origin != "" && s.originAllowed(origin) {
+		return []string{"Access-Control-Allow-Origin", origin, "Vary", "Origin"}
+	}
+	return []string{"Vary", "Origin"}
+}
+
+// options answers OPTIONS: 204 with Allow and, for a CORS preflight from an
+// allowed Origin, the CORS headers.
+func (s *session) options(req *http.Request, allow string) {
+	h := []string{"Allow", allow}
+	origin := req.Header.Get("Origin")
+	if origin != "" && req.Header.Get("Access-Control-Request-Method") != "" {
+		c := s.srv.cors(origin)
+		h = append(h, c...)
+		if c[0] == "Access-Control-Allow-Origin" {
+			h = append(h, "Access-Control-Allow-Methods", allow,
+				"Access-Control-Allow-Headers", "Authorization, Last-Event-ID, Cache-Control",
+				"Access-Control-Max-Age", "600")
+		}
+	}
+	s.answer(http.StatusNoContent, req, h, nil)
+}
+
+// sseHeaders are the response headers of an event stream for origin.
+func (s *session) sseHeaders(origin string) []string {
+	return append([]string{"Content-Type", "text/event-stream", "Cache-Control", "no-cache", "X-Accel-Buffering", "no"}, s.srv.cors(origin)...)
+}
+
+// headSSE answers HEAD /sse with a stream's headers. It checks the form of
+// the request (room, since, history) but not its token or Origin, and opens
+// nothing.
+func (s *session) headSSE(req *http.Request) {
+	q := req.URL.Query()
+	var jr shard.JoinRequest
+	if !proto.ValidRoom(q.Get("room")) {
+		s.refuse(refBadRequest, "room must match ^[A-Za-z0-9][A-Za-z0-9:._-]{0,63}$")
+		return
+	}
+	if err := sseResume(&jr, q.Get("since"), req.Header.Get("Last-Event-ID"), q.Get("history")); err != nil {
+		s.refuse(refBadRequest, err.Error())
+		return
+	}
+	b := responseHead(http.StatusOK, s.sseHeaders(req.Header.Get("Origin")))
+	s.write(append(b, "Connection: close\r\n\r\n"...))
+	s.abort()
+}
+
+// serveScript answers /roomcast.js: cacheable for 5 minutes, revalidated
+// by ETag (304), with CORS so pages of other origins may import it.
+func (s *session) serveScript(req *http.Request) {
+	h := append([]string{"Content-Type", "text/javascript; charset=utf-8", "Cache-Control", "public, max-age=300",
+		"ETag", clientETag, "X-Content-Type-Options", "nosniff"}, s.srv.cors(req.Header.Get("Origin"))...)
+	if inm := req.Header.Get("If-None-Match"); inm != "" && (strings.Contains(inm, clientETag) || strings.TrimSpace(inm) == "*") {
+		s.answer(http.StatusNotModified, req, h, nil)
+		return
+	}
+	s.answer(http.StatusOK, req, h, clientScript)
 }
 
 // httpError answers with a short plain-text error and closes.
@@ -98,7 +246,8 @@ func (s *session) openSSE(req *http.Request) {
 	srv.metrics.handshakes.Inc()
 	srv.metrics.handshake.Observe(time.Since(s.openedAt).Seconds())
 	srv.remember(s)
-	s.write([]byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\nretry: 2000\n\n"))
+	b := responseHead(http.StatusOK, s.sseHeaders(req.Header.Get("Origin")))
+	s.write(append(b, "Connection: close\r\n\r\nretry: 2000\n\n"...))
 	for _, m := range res.History {
 		s.write(m)
 	}
