@@ -810,7 +810,8 @@ func TestSSEConnectionsGauge(t *testing.T) {
 	}
 }
 
-// TestOverlayPage: /overlay serves the embedded, self-contained page.
+// TestOverlayPage: /overlay serves the embedded, self-contained page (it
+// imports the client library from the same relay).
 func TestOverlayPage(t *testing.T) {
 	srv := startRelay(t, nil)
 	for _, q := range []string{"/overlay", "/overlay?room=stream:cat&theme=dark&fade=30"} {
@@ -829,7 +830,7 @@ func TestOverlayPage(t *testing.T) {
 			t.Fatalf("Content-Length %d, body %d bytes", resp.ContentLength, len(body))
 		}
 		page := string(body)
-		for _, want := range []string{"<!doctype html>", "new EventSource(", "/sse?room=", "data-seq", "textContent"} {
+		for _, want := range []string{"<!doctype html>", `from "./roomcast.js"`, "new Client(", "data-seq", "textContent"} {
 			if !strings.Contains(page, want) {
 				t.Fatalf("the page lacks %q", want)
 			}

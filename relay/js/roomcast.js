@@ -498,8 +498,8 @@ export class Room extends Emitter {
       this._want = true;
       this.state = "joining";
       this.client._sendJoin(this);
-      if (this.client._stopped) this.client.connect();
     }
+    if (this.client._stopped) this.client.connect(); // it had given up: try again
     return p;
   }
 
