@@ -120,33 +120,40 @@ func evalString(t *testing.T, ctx context.Context, expr string) string {
 	return s
 }
 
-// pageWatch records a tab's requests to /sse (with the Last-Event-ID header
-// as sent) and fails the test on any script error of the page.
+// pageWatch records a tab's WebSockets (their URLs, and the frames the
+// page sent and received) and fails the test on any script error of the
+// page.
 type pageWatch struct {
-	mu     sync.Mutex
-	ids    []network.RequestID
-	url    map[network.RequestID]string
-	lastID map[network.RequestID]string
-	errors []string
+	mu       sync.Mutex
+	sockets  []string // URLs of the WebSockets opened, in order
+	sent     []frame  // JSON frames the page sent, in order
+	received []frame  // JSON frames the page received, in order
+	errors   []string
 }
 
 func watchPage(t *testing.T, ctx context.Context) *pageWatch {
 	t.Helper()
-	w := &pageWatch{url: map[network.RequestID]string{}, lastID: map[network.RequestID]string{}}
+	w := &pageWatch{}
+	decode := func(f *network.WebSocketFrame) frame {
+		var m frame
+		if f == nil || f.Opcode != 1 || json.Unmarshal(f.PayloadData, &m) != nil {
+			return nil
+		}
+		return m
+	}
 	err := chromedp.Listen(ctx, func(ev any) {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		switch e := ev.(type) {
-		case *network.EventRequestWillBeSent:
-			if strings.Contains(e.Request.URL, "/sse?") {
-				w.ids = append(w.ids, e.RequestID)
-				w.url[e.RequestID] = e.Request.URL
+		case *network.EventWebSocketCreated:
+			w.sockets = append(w.sockets, e.URL)
+		case *network.EventWebSocketFrameSent:
+			if m := decode(e.Response); m != nil {
+				w.sent = append(w.sent, m)
 			}
-		case *network.EventRequestWillBeSentExtraInfo:
-			for k, v := range e.Headers {
-				if strings.EqualFold(k, "Last-Event-ID") {
-					w.lastID[e.RequestID], _ = v.(string)
-				}
+		case *network.EventWebSocketFrameReceived:
+			if m := decode(e.Response); m != nil {
+				w.received = append(w.received, m)
 			}
 		case *runtime.EventExceptionThrown:
 			w.errors = append(w.errors, e.ExceptionDetails.Text)
@@ -168,22 +175,44 @@ func watchPage(t *testing.T, ctx context.Context) *pageWatch {
 	return w
 }
 
-// requests returns "URL Last-Event-ID: id" for each request to /sse.
-func (w *pageWatch) requests() []string {
+// joins returns the join frames the page sent.
+func (w *pageWatch) joins() []frame {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []frame
+	for _, f := range w.sent {
+		if f.str("t") == "join" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// errorCodes returns the codes of the error frames the page received.
+func (w *pageWatch) errorCodes() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var out []string
-	for _, id := range w.ids {
-		out = append(out, w.url[id]+" Last-Event-ID: "+w.lastID[id])
+	for _, f := range w.received {
+		if f.str("t") == "error" {
+			out = append(out, f.str("code"))
+		}
 	}
 	return out
+}
+
+func (w *pageWatch) socketURLs() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.sockets)
 }
 
 // TestOverlayBrowser opens the overlay in headless Chromium against a relay
 // on loopback: messages from the admin API and from users appear in order
 // with names and badges, chat markup stays text, a deleted message goes,
-// and after the relay drops the page's stream the page resumes by itself
-// (Last-Event-ID) and shows every message exactly once, in order.
+// and after the relay drops the page's connection (an operator's 4003) the
+// page resumes by itself (join with since and epoch) and shows every
+// message exactly once, in order.
 func TestOverlayBrowser(t *testing.T) {
 	ctx := startBrowser(t)
 	srv := startAPIRelay(t, func(c *relay.Config) { c.Loops = 2 })
@@ -286,7 +315,7 @@ func TestOverlayBrowser(t *testing.T) {
 	want = want[:len(want)-1]
 	waitRows(t, ctx, "after the delete", want)
 
-	// The relay drops the page's stream; messages keep coming meanwhile.
+	// The relay drops the page's connection; messages keep coming meanwhile.
 	var dc struct{ Disconnected int }
 	api(t, srv, "POST", "/api/disconnect", `{"user":"overlay-1"}`, &dc)
 	if dc.Disconnected != 1 {
@@ -296,7 +325,7 @@ func TestOverlayBrowser(t *testing.T) {
 	publish("game", "Game", "Split 4: 5:40.2 (+0.4 s)")
 	say("Mia", "all good, it resumes by itself")
 	eventually(t, "the page to reconnect", func() bool {
-		return metricsOf(t, srv)[`roomcast_connections{anonymous="any",kind="sse"}`] == 1 &&
+		return len(watch.joins()) == 2 && metricsOf(t, srv)[`roomcast_connections{anonymous="false",kind="ws"}`] == 4 &&
 			metricsOf(t, srv)[`roomcast_disconnects_total{code="4003"}`] == 1
 	})
 	say("rosa_42", "GG! new PB incoming")
@@ -306,19 +335,20 @@ func TestOverlayBrowser(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	waitRows(t, ctx, "a moment later", want)
 
-	// The page connected twice: the reconnect is the browser's own, with
-	// the same URL and Last-Event-ID the last message seen before the drop
-	// (the deleted one: the delete event carries no id).
-	lastBefore := evilSeq
-	var reqs []string
-	eventually(t, "the requests' headers", func() bool {
-		reqs = watch.requests()
-		return len(reqs) == 2 && !strings.HasSuffix(reqs[1], "Last-Event-ID: ")
-	})
-	_, lastID, _ := strings.Cut(reqs[1], "Last-Event-ID: ")
-	if !strings.HasSuffix(reqs[0], "Last-Event-ID: ") || !isEventIDString(lastID, lastBefore) ||
-		strings.Contains(reqs[1], "since=") || !strings.Contains(reqs[1], "history=50") {
-		t.Fatalf("requests to /sse %q: want the second with Last-Event-ID %s", reqs, lastBefore)
+	// The page connected twice, to /ws with its token, in the JSON format.
+	// The first join asked for history; the rejoin resumed after the last
+	// message seen before the drop (the deleted one), in the room's epoch.
+	socks := watch.socketURLs()
+	if len(socks) != 2 || socks[0] != socks[1] || !strings.HasPrefix(socks[0], "ws://"+srv.Addr()+"/ws?token=") {
+		t.Fatalf("WebSockets opened: %q", socks)
+	}
+	joins := watch.joins()
+	first, again := joins[0], joins[1]
+	if first.str("room") != room || first.num("history") != 50 || first["since"] != nil || first["epoch"] != nil {
+		t.Errorf("first join %v: want room %s, history 50, no since", first, room)
+	}
+	if fmt.Sprint(again.num("since")) != evilSeq || !regexp.MustCompile(`^[a-z2-7]{8}$`).MatchString(again.str("epoch")) || again.num("history") != 50 {
+		t.Errorf("rejoin %v: want since %s, the room's epoch and history 50", again, evilSeq)
 	}
 
 	shot, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
@@ -424,9 +454,9 @@ func TestOverlayBrowserRelayRestart(t *testing.T) {
 }
 
 // TestOverlayBrowserBan: when the page's user is banned from the room, the
-// page drops the stream (kicked) and retries with back-off; the relay
-// refuses it (403) until the unban, and the page then resumes after the
-// last message it showed (since=), with nothing twice.
+// page is kicked and retries its join with back-off; the relay refuses it
+// (banned) until the unban, and the page then resumes after the last
+// message it showed (since and epoch), with nothing twice.
 func TestOverlayBrowserBan(t *testing.T) {
 	ctx := startBrowser(t)
 	srv := startAPIRelay(t, nil)
@@ -442,17 +472,27 @@ func TestOverlayBrowserBan(t *testing.T) {
 	ssePublish(t, srv, room, "two")
 	ssePublish(t, srv, room, "three")
 	// Refused at least once (the first retry comes after 1 s).
-	eventually(t, "a refused retry", func() bool { return len(watch.requests()) >= 2 })
+	eventually(t, "a refused retry", func() bool { return slices.Contains(watch.errorCodes(), "banned") })
+	if s := evalString(t, ctx, `document.body.dataset.state + " | " + document.getElementById("status").textContent`); !strings.HasPrefix(s, "reconnecting | ") {
+		t.Errorf("page while banned: %q", s)
+	}
 	api(t, srv, "POST", "/api/mod", `{"room":"`+room+`","action":"unban","user":"overlay-2"}`, nil)
 	want := []string{"1 system: one", "2 system: two", "3 system: three"}
 	waitRows(t, ctx, "after the unban", want)
 	ssePublish(t, srv, room, "four")
 	waitRows(t, ctx, "live after the unban", append(want, "4 system: four"))
-	reqs := watch.requests()
-	for _, r := range reqs[1:] {
-		if !regexp.MustCompile(`since=[a-z2-7]+:1&`).MatchString(r) {
-			t.Errorf("retry %q does not resume with since=1", r)
+	joins := watch.joins()
+	if len(joins) < 3 {
+		t.Fatalf("joins %v: want the first, a refused one and the one after the unban", joins)
+	}
+	epoch := joins[1].str("epoch")
+	for _, j := range joins[1:] {
+		if j.num("since") != 1 || j.str("epoch") != epoch || epoch == "" {
+			t.Errorf("retry %v does not resume with since 1 in the room's epoch", j)
 		}
 	}
-	t.Logf("requests to /sse: %d", len(reqs))
+	if n := len(watch.socketURLs()); n != 1 {
+		t.Errorf("the page opened %d WebSockets: a ban is not a reason to reconnect", n)
+	}
+	t.Logf("joins: %d", len(joins))
 }
