@@ -31,10 +31,13 @@ type jsRelay struct {
 }
 
 // jsNamespaces is the policy of the JavaScript tests: namespace "slow"
-// lets a user send 2 messages, then 1 per 5 seconds (rate_limited tests).
+// lets a user send 2 messages, then 1 per 5 seconds (rate_limited tests);
+// namespace "short" keeps 5 messages of history (gap tests).
 func jsNamespaces() map[string]relay.Namespace {
+	five := 5
 	return map[string]relay.Namespace{
-		"slow": {RateLimits: map[string]relay.RateLimit{"user": {Rate: 0.2, Burst: 2}}},
+		"slow":  {RateLimits: map[string]relay.RateLimit{"user": {Rate: 0.2, Burst: 2}}},
+		"short": {History: &five},
 	}
 }
 

@@ -186,6 +186,49 @@ test("a dropped connection resumes in the same epoch: no gap, nothing twice, not
   }
 });
 
+test("a resume older than the history kept: a gap with reason history, then the kept messages", { skip }, async () => {
+  const room = "short:gap"; // keeps 5 messages
+  const c = new Client(WS, { WebSocket: TrackedWebSocket, token: await token("gus"), ...fast, minDelay: 1000 });
+  try {
+    const r = c.room(room);
+    const w = watch(r);
+    await r.join();
+    await publish(room, "m1");
+    await until("m1", () => w.msgs.length === 1);
+    sockets.at(-1).terminate();
+    await until("the drop", () => c.state !== "connected");
+    for (let i = 2; i <= 12; i++) await publish(room, "m" + i); // m2..m7 age out
+    await until("the kept messages", () => w.msgs.length === 6, 5000);
+    assert.deepEqual(w.gaps, [{ from: 2, to: 7, reason: "history", epoch: r.epoch }]);
+    assert.deepEqual(w.events.map((e) => (e.gap ? "gap" : e.body)), ["m1", "gap", "m8", "m9", "m10", "m11", "m12"]);
+    assert.deepEqual(w.errors, []);
+  } finally {
+    c.close();
+  }
+});
+
+test("a refused token (401, no getToken) and an unreachable relay stop the client", { skip }, async () => {
+  const bad = new Client(WS, { WebSocket, token: "not.a.jwt", ...fast });
+  const sb = states(bad);
+  await until("the refusal", () => sb.some((s) => s.state === "disconnected"));
+  await sleep(300);
+  assert.equal(sb.filter((s) => s.state === "connecting").length, 1, "no retry after 401");
+  assert.equal(sb.at(-1).retry, false);
+  // join() on a stopped client tries again (and is refused again).
+  await assert.rejects(bad.room("game:x").join(), (e) => e instanceof RoomcastError && e.code === "disconnected");
+  assert.equal(sb.filter((s) => s.state === "connecting").length, 2);
+  bad.close();
+
+  // Nothing listens on port 1: every attempt fails before hello.
+  const gone = new Client("ws://127.0.0.1:1/ws", { WebSocket, minDelay: 10, maxDelay: 20, maxFailures: 3 });
+  const sg = states(gone);
+  const joined = gone.room("game:x").join();
+  await assert.rejects(joined, (e) => e.code === "disconnected");
+  assert.equal(sg.filter((s) => s.state === "connecting").length, 3);
+  assert.equal(sg.at(-1).retry, false);
+  gone.close();
+});
+
 test("relay restarted mid-stream: a gap with reason epoch, then the new room's messages, once each", { skip }, async () => {
   const room = "game:restart";
   const reader = new Client(WS, { WebSocket, token: await token("erin"), ...fast, maxFailures: 100 });
