@@ -122,3 +122,43 @@ func waitLog(t *testing.T, ctx context.Context, what string, want []string) {
 	}
 	t.Fatalf("%s: the page logged\n\t%s\nwant\n\t%s", what, strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
 }
+
+// TestOverlayBrowserShowsWhyBlank: an overlay that cannot show anything
+// says why in the page: a room closed to anonymous viewers, a token the
+// relay refuses.
+func TestOverlayBrowserShowsWhyBlank(t *testing.T) {
+	ctx := startBrowser(t)
+	closed := false
+	srv := startAPIRelay(t, func(c *relay.Config) {
+		c.Namespaces = map[string]relay.Namespace{"vip": {AnonymousRead: &closed}}
+	})
+	status := func(what, want string) {
+		t.Helper()
+		var got string
+		for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+			got = evalString(t, ctx, `document.getElementById("status").hidden ? "" : document.getElementById("status").textContent`)
+			if strings.Contains(got, want) {
+				return
+			}
+		}
+		t.Fatalf("%s: the page says %q, want it to say %q", what, got, want)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+srv.Addr()+"/overlay?room=vip:lounge")); err != nil {
+		t.Fatal(err)
+	}
+	status("anonymous overlay of a closed room", "closed to this overlay: add a token")
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+srv.Addr()+"/overlay?room=stream:x&token=expired.or.bad")); err != nil {
+		t.Fatal(err)
+	}
+	status("a refused token", "Is the token in this page's address still valid")
+	// With a good token the message goes as soon as the page shows chat.
+	tok := sseToken(t, "vip-overlay", nil)
+	ssePublish(t, srv, "vip:lounge", "hello vips")
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+srv.Addr()+"/overlay?room=vip:lounge&token="+tok)); err != nil {
+		t.Fatal(err)
+	}
+	waitRows(t, ctx, "with a token", []string{"1 system: hello vips"})
+	if s := evalString(t, ctx, `document.getElementById("status").hidden + " " + document.body.dataset.state`); s != "true open" {
+		t.Fatalf("status hidden and page state: %q", s)
+	}
+}
