@@ -67,7 +67,8 @@ func plainHTTP(req []byte) bool {
 // serveHTTP answers a plain request on the public listener. A GET of /sse
 // turns the connection into an event stream; anything else is answered and
 // closed. Static answers (HEAD, OPTIONS, /overlay, /roomcast.js, /healthz)
-// pass no admission: they hold nothing open.
+// pass no admission: they hold nothing open. Called on the connection's
+// loop (from OnTraffic, through request).
 func (s *session) serveHTTP(raw []byte) {
 	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw)))
 	if err != nil {
@@ -102,7 +103,7 @@ func (s *session) serveHTTP(raw []byte) {
 }
 
 // answer writes a whole response (headers as name, value pairs; no body
-// for HEAD and for 204 and 304) and closes.
+// for HEAD and for 204 and 304) and closes. Called on the connection's loop.
 func (s *session) answer(status int, req *http.Request, headers []string, body []byte) {
 	b := responseHead(status, headers)
 	if status != http.StatusNoContent && status != http.StatusNotModified {
@@ -131,7 +132,8 @@ func responseHead(status int, headers []string) []byte {
 // cors returns the CORS response headers for a request's Origin, as name,
 // value pairs: "*" when the relay has no -allowed-origins, else the Origin
 // itself if it is in the list (and Vary: Origin either way). A disallowed
-// or missing Origin gets no Access-Control-Allow-Origin.
+// or missing Origin gets no Access-Control-Allow-Origin. Safe from any
+// goroutine (it reads the config only).
 func (s *Server) cors(origin string) []string {
 	if len(s.cfg.AllowedOrigins) == 0 {
 		return []string{"Access-Control-Allow-Origin", "*"}
