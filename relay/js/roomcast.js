@@ -21,6 +21,7 @@
 // are recorded in the relay's relay/proto/PROTOCOL.md, "JavaScript client".
 
 const SUBPROTOCOL = "roomcast.v1.json";
+const MAX_TIMER = 0x7fffffff; // ms: the longest setTimeout (about 24.8 days)
 
 const DEFAULTS = {
   minDelay: 500, // ms: the first reconnect waits between half this and this
@@ -432,7 +433,13 @@ export class Client extends Emitter {
     if (!exp || !this._getToken) return;
     const left = exp - Date.now();
     const margin = this.opts.refreshMargin || Math.min(60000, Math.max(500, left / 4));
-    this._refreshTimer = setTimeout(() => this._refresh(), Math.max(0, left - margin));
+    const wait = left - margin;
+    if (wait > MAX_TIMER) {
+      // Timers cannot wait longer (they would fire at once): look again then.
+      this._refreshTimer = setTimeout(() => this._scheduleRefresh(), MAX_TIMER);
+      return;
+    }
+    this._refreshTimer = setTimeout(() => this._refresh(), Math.max(0, wait));
   }
 
   // _refresh asks getToken for a new token and hands it to the relay

@@ -415,3 +415,22 @@ test("moderation events: delete, clear, presence, kicked", { skip }, async () =>
     user.close();
   }
 });
+
+test("a token that expires in a year is not refreshed now (timers cannot wait that long)", async () => {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  const tok = b64({ alg: "HS256" }) + "." + b64({ sub: "x", exp: Math.floor(Date.now() / 1000) + 365 * 86400 }) + ".sig";
+  let calls = 0;
+  // A stand-in WebSocket that says hello: no relay needed.
+  class HelloWS {
+    constructor() {
+      setTimeout(() => this.onmessage && this.onmessage({ data: JSON.stringify({ t: "hello", user: "x" }) }), 1);
+    }
+    send() {}
+    close() {}
+  }
+  const c = new Client("ws://relay.invalid/ws", { token: tok, getToken: async () => (calls++, tok), WebSocket: HelloWS });
+  await until("hello", () => c.state === "connected");
+  await sleep(200);
+  c.close();
+  assert.equal(calls, 0);
+});
