@@ -56,6 +56,9 @@ type Room struct {
 	countDirty bool // a count change awaits the periodic presence
 	mod        moderation
 	slow       time.Duration        // slow mode; zero is off
+	synced     bool                 // the room holds what the Bus held when its watch began (always, without a Bus)
+	stopWatch  func()               // ends the room's Bus watch; nil while none
+	waiters    []func(error)        // joins waiting for synced (JoinRequest.Wait)
 	lastSent   map[string]time.Time // by user, while in slow mode
 
 	lastUse   atomic.Int64 // unix nanos of the last Hub.Room or Hub.Open lookup; the reaper spares recent ones
@@ -132,7 +135,8 @@ func (ms *Membership) Room() *Room { return ms.room }
 func newRoom(h *Hub, name string) *Room {
 	p := h.cfg.Policy(proto.Namespace(name))
 	r := &Room{hub: h, name: name, epoch: h.cfg.Epoch(), policy: p, histCap: p.history(), listMax: p.memberListMax(),
-		users: map[string]*user{}, emptySince: h.cfg.Now(), loops: make([]loopRoom, h.cfg.Loops), slow: p.SlowMode}
+		users: map[string]*user{}, emptySince: h.cfg.Now(), loops: make([]loopRoom, h.cfg.Loops), slow: p.SlowMode,
+		synced: h.cfg.Bus == nil}
 	for i := range r.loops {
 		r.loops[i].room, r.loops[i].idx = r, i
 	}
@@ -177,6 +181,14 @@ type JoinRequest struct {
 	// creation). It is called with a lock of the Hub held: it must be quick
 	// and must not call into the Hub.
 	Create func() error
+
+	// Wait, if set, makes a join of a room that is still catching up with
+	// the Bus fail with ErrSyncing instead of answering with what the room
+	// holds so far; Wait is then called once, on any goroutine and with no
+	// lock held, when the room caught up (nil) or could not (an error), and
+	// the join should be made again. Without Wait such a join is answered
+	// at once. Unused without a Bus.
+	Wait func(err error)
 }
 
 // JoinResult is what the joined reply carries.
@@ -202,6 +214,8 @@ func (h *Hub) Join(name string, req *JoinRequest) (*Membership, JoinResult, erro
 		switch {
 		case err == errRoomGone:
 			continue
+		case err == ErrSyncing:
+			return nil, JoinResult{}, err
 		case err != nil:
 			h.dropIdle(r) // a refused join must not leave an empty room behind
 			return nil, JoinResult{}, err
@@ -216,6 +230,14 @@ func (r *Room) join(req *JoinRequest) (*Membership, JoinResult, error) {
 	if err := r.admitLocked(req); err != nil {
 		r.mu.Unlock()
 		return nil, JoinResult{}, err
+	}
+	if !r.synced {
+		r.watchLocked()
+		if req.Wait != nil {
+			r.waiters = append(r.waiters, req.Wait)
+			r.mu.Unlock()
+			return nil, JoinResult{}, ErrSyncing
+		}
 	}
 	lr := &r.loops[req.LoopIndex]
 	if lr.loop == nil {
@@ -426,7 +448,7 @@ func (ms *Membership) Leave() {
 // Hub.Room or Hub.Open within EmptyRoomTTL (a moderator may be about to use
 // it).
 func (r *Room) idleLocked() bool {
-	if r.count > 0 || r.seq > 0 || r.moderatedLocked() {
+	if r.count > 0 || r.seq > 0 || len(r.waiters) > 0 || r.moderatedLocked() {
 		return false
 	}
 	lu := r.lastUse.Load()
@@ -492,11 +514,12 @@ func (r *Room) reapable(cutoff time.Time) bool {
 	}
 	// A room keeps its moderation: bans, running timeouts, a slow mode a
 	// moderator set. And one looked up lately may be about to be used.
-	if r.count > 0 || r.inFlight || len(r.pending) > 0 || r.emptySince.After(cutoff) || r.moderatedLocked() ||
+	if r.count > 0 || r.inFlight || len(r.pending) > 0 || len(r.waiters) > 0 || r.emptySince.After(cutoff) || r.moderatedLocked() ||
 		time.Unix(0, r.lastUse.Load()).After(cutoff) {
 		return false
 	}
 	r.dead = true
+	r.unwatchLocked()
 	return true
 }
 
@@ -546,8 +569,12 @@ func (r *Room) slowLocked(m *Message, now time.Time) error {
 
 // Publish sequences a message in the room called name and queues it for
 // every member, creating the room if need be (ErrRoomLimit past MaxRooms).
-// It returns the message's seq. Any goroutine.
+// It returns the message's seq. With a Bus it waits for the Bus to store the
+// message (see Send): not for event loops. Any goroutine.
 func (h *Hub) Publish(name string, m *Message) (uint64, error) {
+	if h.cfg.Bus != nil {
+		return h.publishBus(name, m)
+	}
 	for {
 		r, err := h.room(name, nil, true, true) // kept a while: it may be an empty room's first message
 		if err != nil {
@@ -577,7 +604,7 @@ func (r *Room) publish(m *Message) (uint64, error) {
 	}
 	msg := proto.Message{Seq: r.seq + 1, TS: now.UnixMilli(), From: m.From, Name: m.Name,
 		Body: m.Body, Badges: m.Badges, Meta: m.Meta}
-	err = r.sequenceLocked(&msg, true)
+	err = r.sequenceLocked(&msg)
 	kick := err == nil && r.kickLocked()
 	r.mu.Unlock()
 	if kick {
@@ -604,7 +631,7 @@ func (r *Room) ingest(m *proto.Message) bool {
 		r.mu.Unlock()
 		return false
 	}
-	kick := m.Seq > r.seq && r.sequenceLocked(m, false) == nil && r.kickLocked()
+	kick := m.Seq > r.seq && r.sequenceLocked(m) == nil && r.kickLocked()
 	r.mu.Unlock()
 	if kick {
 		r.flush()
@@ -613,8 +640,8 @@ func (r *Room) ingest(m *proto.Message) bool {
 }
 
 // sequenceLocked appends msg, whose Seq is set, to history and the pending
-// queue. Local messages (toBus) go to the Bus.
-func (r *Room) sequenceLocked(msg *proto.Message, toBus bool) error {
+// queue.
+func (r *Room) sequenceLocked(msg *proto.Message) error {
 	enc := r.hub.getEncoder()
 	defer r.hub.putEncoder(enc)
 	b, err := enc.MessagePayload(proto.Msgpack, r.epoch, msg)
@@ -640,9 +667,6 @@ func (r *Room) sequenceLocked(msg *proto.Message, toBus bool) error {
 	r.hub.Stats.Messages.Add(1)
 	r.keepLocked(e)
 	r.pending = append(r.pending, it)
-	if toBus && r.hub.cfg.Bus != nil {
-		r.hub.cfg.Bus.Publish(r.name, msg)
-	}
 	return nil
 }
 

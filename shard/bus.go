@@ -1,0 +1,186 @@
+package shard
+
+import (
+	"errors"
+
+	"github.com/roomcast/roomcast/relay/proto"
+)
+
+// Bus connects the rooms of several relay nodes (or of one node and its
+// durable store) through a shared, ordered log: package natsbus implements it
+// on NATS JetStream. With a Bus the log is the sequencer: a message gets its
+// seq when the log stores it, and every node, the sender's included, learns
+// it from the log through Watch. A nil Bus is a single node with everything
+// in memory, sequenced by the room itself.
+type Bus interface {
+	// Publish stores m (its Seq unset) as the next message of room. done is
+	// called once, on a goroutine of the bus, with the seq the message got,
+	// or with an error (ErrUnavailable when the log cannot be reached).
+	// Publish must not block and must not call done before it returns.
+	Publish(room string, m *proto.Message, done func(seq uint64, err error))
+
+	// Watch starts feeding f every message of room the log keeps, then
+	// every new one, in seq order, until stop is called; then f.Synced(nil)
+	// once the messages stored when Watch was called have been fed.
+	// Watch must not block and must not call f before it returns: it is
+	// called with the room locked. stop must not block either.
+	Watch(room string, f Feed) (stop func())
+}
+
+// Feed receives a watched room's messages from the Bus. Its methods are
+// called on one goroutine of the bus at a time.
+type Feed interface {
+	// Ingest adds messages in seq order; seqs at or below the room's last
+	// are ignored (a restarted feed may repeat them).
+	Ingest(msgs []proto.Message)
+	// Synced reports that the room caught up with the log (err nil), or
+	// that it could not yet (joins waiting for it fail with ErrUnavailable;
+	// the bus keeps trying).
+	Synced(err error)
+}
+
+var (
+	// ErrUnavailable refuses a message or a join when the Bus cannot reach
+	// its log.
+	ErrUnavailable = errors.New("shard: the message bus is unavailable")
+	// ErrSyncing is returned by Join with a Wait callback while the room
+	// catches up with the Bus: Wait is called once it did (or failed), and
+	// the join must then be made again.
+	ErrSyncing = errors.New("shard: the room is catching up with the bus")
+)
+
+// Clustered reports whether the hub has a Bus. Any goroutine.
+func (h *Hub) Clustered() bool { return h.cfg.Bus != nil }
+
+// Send publishes a message in the room called name and calls done with its
+// seq or the reason it was refused. Without a Bus it is Publish, and done is
+// called before Send returns. With a Bus, the checks of the room (bans,
+// timeouts, slow mode, size) run now, done is called on a goroutine of the
+// bus once the log stored the message, and the message reaches members when
+// the room's watch feeds it back. Any goroutine.
+func (h *Hub) Send(name string, m *Message, done func(seq uint64, err error)) {
+	bus := h.cfg.Bus
+	if bus == nil {
+		done(h.Publish(name, m))
+		return
+	}
+	for {
+		r, err := h.room(name, nil, true, true)
+		if err != nil {
+			done(0, err)
+			return
+		}
+		msg, err := r.prepare(m)
+		switch {
+		case err == errRoomGone:
+			continue
+		case err != nil:
+			done(0, err)
+		default:
+			bus.Publish(name, msg, done)
+		}
+		return
+	}
+}
+
+// publishBus is Publish with a Bus: it waits for the log's answer.
+func (h *Hub) publishBus(name string, m *Message) (uint64, error) {
+	type result struct {
+		seq uint64
+		err error
+	}
+	ch := make(chan result, 1)
+	h.Send(name, m, func(seq uint64, err error) { ch <- result{seq, err} })
+	res := <-ch
+	return res.seq, res.err
+}
+
+// prepare checks a message of the room and builds it, without a seq.
+func (r *Room) prepare(m *Message) (*proto.Message, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dead {
+		return nil, errRoomGone
+	}
+	now := r.hub.cfg.Now()
+	err := r.checkSenderLocked(m.From, now)
+	if err == nil {
+		err = r.slowLocked(m, now)
+	}
+	if err != nil {
+		return nil, err
+	}
+	msg := &proto.Message{TS: now.UnixMilli(), From: m.From, Name: m.Name, Body: m.Body, Badges: m.Badges, Meta: m.Meta}
+	enc := r.hub.getEncoder()
+	defer r.hub.putEncoder(enc)
+	msg.Seq = 1 << 62 // the widest seq a message may get: the size check holds for any
+	b, err := enc.MessagePayload(proto.Msgpack, r.epoch, msg)
+	msg.Seq = 0
+	switch {
+	case err != nil:
+		return nil, err
+	case len(b) > r.hub.cfg.MaxBatchBytes:
+		return nil, ErrTooLarge
+	}
+	return msg, nil
+}
+
+// watchLocked starts the room's watch if it has none yet.
+func (r *Room) watchLocked() {
+	if r.stopWatch == nil {
+		r.stopWatch = r.hub.cfg.Bus.Watch(r.name, roomFeed{r})
+	}
+}
+
+// unwatchLocked stops the room's watch, when the room is dropped.
+func (r *Room) unwatchLocked() {
+	if r.stopWatch != nil {
+		r.stopWatch()
+		r.stopWatch = nil
+	}
+	for _, w := range r.waiters {
+		go w(ErrUnavailable) // Wait callbacks never run under a room lock
+	}
+	r.waiters = nil
+}
+
+// roomFeed is the Feed of a room's watch.
+type roomFeed struct{ r *Room }
+
+// Ingest adds messages the log sequenced (bus goroutine).
+func (f roomFeed) Ingest(msgs []proto.Message) {
+	r := f.r
+	r.mu.Lock()
+	if r.dead {
+		r.mu.Unlock()
+		return
+	}
+	added := false
+	for i := range msgs {
+		if msgs[i].Seq > r.seq && r.sequenceLocked(&msgs[i]) == nil {
+			added = true
+		}
+	}
+	kick := added && r.kickLocked()
+	r.mu.Unlock()
+	if kick {
+		r.flush()
+	}
+}
+
+// Synced answers the joins waiting for the room (bus goroutine).
+func (f roomFeed) Synced(err error) {
+	r := f.r
+	r.mu.Lock()
+	if err == nil {
+		r.synced = true
+	} else {
+		err = ErrUnavailable
+	}
+	ws := r.waiters
+	r.waiters = nil
+	r.mu.Unlock()
+	for _, w := range ws {
+		w(err)
+	}
+}
