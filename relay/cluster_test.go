@@ -224,3 +224,51 @@ func TestDataDirRestartResume(t *testing.T) {
 		t.Errorf("first send after the restart got seq %d, want 4", seq)
 	}
 }
+
+// Moderation from one node acts on the others: a delete sent on node a
+// reaches a member on node b in order with the messages, and a later joiner
+// on node c gets a history without the deleted message; a clear likewise.
+func TestClusterDeleteAndClearAcrossNodes(t *testing.T) {
+	ns := runNATS(t, t.TempDir(), -1)
+	a, b, c := startNode(t, ns.ClientURL(), "a"), startNode(t, ns.ClientURL(), "b"), startNode(t, ns.ClientURL(), "c")
+	const room = "cl:mod"
+	mod := dial(t, a, dialOpts{token: token(t, "mod", "M", "mod")})
+	mod.join(room, 1)
+	m := dial(t, b, dialOpts{})
+	m.join(room, 1)
+	for ref := 2; ref <= 4; ref++ {
+		mod.send(map[string]any{"t": "send", "room": room, "ref": ref, "body": fmt.Sprint("m", ref)})
+		mod.expectAck(ref)
+	}
+	mod.send(map[string]any{"t": "mod", "room": room, "ref": 5, "action": "delete", "seq": 2})
+	mod.expectAck(5)
+	var got []string
+	for len(got) < 4 {
+		f := m.next()
+		switch f.str("t") {
+		case "batch":
+			for _, x := range f.list("msgs") {
+				got = append(got, fmt.Sprint("msg ", toInt(x.(map[string]any)["seq"])))
+			}
+		case "delete":
+			got = append(got, fmt.Sprint("delete ", f.num("seq")))
+		}
+	}
+	if want := []string{"msg 1", "msg 2", "msg 3", "delete 2"}; !slices.Equal(got, want) {
+		t.Errorf("member on node b saw %v, want %v", got, want)
+	}
+	late := dial(t, c, dialOpts{})
+	late.send(map[string]any{"t": "join", "room": room, "ref": 1, "history": 10})
+	if h := historySeqs(late.expect("joined")); !slices.Equal(h, []uint64{1, 3}) {
+		t.Errorf("joiner on node c got history %v, want [1 3]", h)
+	}
+	mod.send(map[string]any{"t": "mod", "room": room, "ref": 6, "action": "clear"})
+	mod.expectAck(6)
+	m.expect("clear")
+	late.expect("clear") // node c applied it too
+	late2 := dial(t, c, dialOpts{})
+	late2.send(map[string]any{"t": "join", "room": room, "ref": 1, "history": 10})
+	if j := late2.expect("joined"); len(historySeqs(j)) != 0 || j.num("seq") != 3 {
+		t.Errorf("joiner after the clear: %v, want seq 3 and no history", j)
+	}
+}

@@ -25,6 +25,17 @@ type Bus interface {
 	// Watch must not block and must not call f before it returns: it is
 	// called with the room locked. stop must not block either.
 	Watch(room string, f Feed) (stop func())
+
+	// Moderate stores a moderation event of room in order with its
+	// messages; every node applies it when its watch feeds it back. done
+	// is called like Publish's (seq 0).
+	Moderate(room string, c Control, done func(seq uint64, err error))
+}
+
+// Control is a moderation event ordered with a room's messages.
+type Control struct {
+	Delete uint64 // the message deleted; zero if none
+	Clear  bool   // every kept message is removed
 }
 
 // Feed receives a watched room's messages from the Bus. Its methods are
@@ -33,6 +44,8 @@ type Feed interface {
 	// Ingest adds messages in seq order; seqs at or below the room's last
 	// are ignored (a restarted feed may repeat them).
 	Ingest(msgs []proto.Message)
+	// Control applies a moderation event, after the messages fed before it.
+	Control(c Control)
 	// Synced reports that the room caught up with the log (err nil), or
 	// that it could not yet (joins waiting for it fail with ErrUnavailable;
 	// the bus keeps trying).
@@ -183,4 +196,20 @@ func (f roomFeed) Synced(err error) {
 	for _, w := range ws {
 		w(err)
 	}
+}
+
+// Control applies a moderation event from the log (bus goroutine).
+func (f roomFeed) Control(c Control) {
+	switch {
+	case c.Clear:
+		f.r.clearLocal()
+	case c.Delete > 0:
+		f.r.deleteLocal(c.Delete)
+	}
+}
+
+// moderateBus hands a moderation event to the Bus. A failure is the Bus's
+// to count and log: the moderator was answered already.
+func (r *Room) moderateBus(c Control) {
+	r.hub.cfg.Bus.Moderate(r.name, c, func(uint64, error) {})
 }

@@ -35,6 +35,8 @@ func (b *memBus) Publish(room string, m *proto.Message, done func(uint64, error)
 	}()
 }
 
+func (b *memBus) Moderate(string, Control, func(uint64, error)) {}
+
 func (b *memBus) Watch(room string, f Feed) func() {
 	key := &f
 	go func() {

@@ -65,9 +65,13 @@ func Room(subject string) string {
 	return strings.ReplaceAll(strings.TrimPrefix(subject, subjectPrefix), "~", ".")
 }
 
-// record is one stream message: consecutive messages of one room.
+// record is one stream message of a room: consecutive messages, or one
+// moderation event ordered with them.
 type record struct {
-	M []proto.Message `msgpack:"m"`
+	S uint64          `msgpack:"s"`           // room seq of the last message once this record is applied
+	M []proto.Message `msgpack:"m,omitempty"` // messages, seqs ascending by one
+	D uint64          `msgpack:"d,omitempty"` // a deleted message
+	C bool            `msgpack:"c,omitempty"` // every kept message cleared
 }
 
 // Bus is a shard.Bus on JetStream. Open, then hand it to shard.Config.Bus;

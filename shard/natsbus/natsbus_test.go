@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/roomcast/roomcast/relay/proto"
+	"github.com/roomcast/roomcast/shard"
 )
 
 // runServer starts a NATS server with JetStream stored in dir, on loopback.
@@ -55,6 +56,8 @@ func (f *recFeed) Ingest(msgs []proto.Message) {
 		f.seqs = append(f.seqs, m.Seq)
 	}
 }
+
+func (f *recFeed) Control(shard.Control) {}
 
 func (f *recFeed) Synced(err error) {
 	if err == nil {

@@ -33,12 +33,23 @@ type publisher struct {
 }
 
 type pending struct {
-	m    *proto.Message
+	m    *proto.Message // a message, or
+	ctl  *shard.Control // a moderation event
 	done func(uint64, error)
 }
 
 // Publish queues m for the room's next record (shard.Bus). Any goroutine.
 func (b *Bus) Publish(room string, m *proto.Message, done func(uint64, error)) {
+	b.enqueue(room, pending{m: m, done: done})
+}
+
+// Moderate queues a moderation event as the room's next record after the
+// messages queued before it (shard.Bus). Any goroutine.
+func (b *Bus) Moderate(room string, c shard.Control, done func(uint64, error)) {
+	b.enqueue(room, pending{ctl: &c, done: done})
+}
+
+func (b *Bus) enqueue(room string, pd pending) {
 	b.mu.Lock()
 	p := b.pubs[room]
 	if p == nil {
@@ -47,7 +58,7 @@ func (b *Bus) Publish(room string, m *proto.Message, done func(uint64, error)) {
 	}
 	b.mu.Unlock()
 	p.mu.Lock()
-	p.queue = append(p.queue, pending{m, done})
+	p.queue = append(p.queue, pd)
 	start := !p.busy
 	p.busy = true
 	p.mu.Unlock()
@@ -69,7 +80,7 @@ func (p *publisher) idleSince(now time.Time) time.Duration {
 func (p *publisher) run() {
 	for {
 		p.mu.Lock()
-		n := min(len(p.queue), maxBatch)
+		n := p.batchLenLocked()
 		if n == 0 {
 			p.busy, p.idle = false, time.Now()
 			p.mu.Unlock()
@@ -83,13 +94,29 @@ func (p *publisher) run() {
 
 		first, err := p.store(batch)
 		for i, pd := range batch {
-			if err != nil {
+			switch {
+			case err != nil:
 				pd.done(0, err)
-			} else {
+			case pd.ctl != nil:
+				pd.done(0, nil)
+			default:
 				pd.done(first+uint64(i), nil)
 			}
 		}
 	}
+}
+
+// batchLenLocked returns how many queued items make the next record: one
+// moderation event, or the messages before the next one (at most maxBatch).
+func (p *publisher) batchLenLocked() int {
+	if len(p.queue) > 0 && p.queue[0].ctl != nil {
+		return 1
+	}
+	n := 0
+	for n < len(p.queue) && n < maxBatch && p.queue[n].ctl == nil {
+		n++
+	}
+	return n
 }
 
 // store publishes batch as the subject's next record and returns the seq
@@ -108,7 +135,9 @@ func (p *publisher) store(batch []pending) (uint64, error) {
 		cancel()
 		switch {
 		case err == nil:
-			b.m.out.Add(float64(len(batch)))
+			if batch[0].ctl == nil {
+				b.m.out.Add(float64(len(batch)))
+			}
 			return first, nil
 		case isConflict(err) && attempt < maxAttempts:
 			b.m.conflicts.Inc()
@@ -132,13 +161,19 @@ func (p *publisher) attempt(ctx context.Context, batch []pending) (uint64, error
 		}
 		p.seq, p.last, p.known = seq, last, true
 	}
-	p.msgs = p.msgs[:0]
-	for i, pd := range batch {
-		m := *pd.m
-		m.Seq = p.seq + 1 + uint64(i)
-		p.msgs = append(p.msgs, m)
+	rec := record{S: p.seq}
+	if c := batch[0].ctl; c != nil {
+		rec.D, rec.C = c.Delete, c.Clear
+	} else {
+		p.msgs = p.msgs[:0]
+		for i, pd := range batch {
+			m := *pd.m
+			m.Seq = p.seq + 1 + uint64(i)
+			p.msgs = append(p.msgs, m)
+		}
+		rec.M, rec.S = p.msgs, p.seq+uint64(len(batch))
 	}
-	data, err := msgpack.Marshal(&record{M: p.msgs})
+	data, err := msgpack.Marshal(&rec)
 	clear(p.msgs) // drop the references to bodies
 	if err != nil {
 		return 0, err
@@ -148,8 +183,7 @@ func (p *publisher) attempt(ctx context.Context, batch []pending) (uint64, error
 		return 0, err
 	}
 	first := p.seq + 1
-	p.seq += uint64(len(batch))
-	p.last = ack.Sequence
+	p.seq, p.last = rec.S, ack.Sequence
 	return first, nil
 }
 
@@ -164,10 +198,10 @@ func (b *Bus) lastOf(ctx context.Context, subj string) (seq, last uint64, err er
 		return 0, 0, err
 	}
 	var rec record
-	if err := msgpack.Unmarshal(raw.Data, &rec); err != nil || len(rec.M) == 0 {
-		return 0, 0, fmt.Errorf("natsbus: bad record %d on %s: %v", raw.Sequence, subj, err)
+	if err := msgpack.Unmarshal(raw.Data, &rec); err != nil {
+		return 0, 0, fmt.Errorf("natsbus: bad record %d on %s: %w", raw.Sequence, subj, err)
 	}
-	return rec.M[len(rec.M)-1].Seq, raw.Sequence, nil
+	return rec.S, raw.Sequence, nil
 }
 
 // isConflict reports a publish refused because the subject's last record

@@ -67,8 +67,7 @@ func (b *Bus) follow(ctx context.Context, subj string, f shard.Feed) error {
 		if err := msgpack.Unmarshal(msg.Data(), &rec); err != nil {
 			b.m.bad.Inc()
 		} else {
-			b.m.in.Add(float64(len(rec.M)))
-			f.Ingest(rec.M)
+			rec.apply(f, b)
 		}
 		if md, err := msg.Metadata(); !synced && err == nil && md.Sequence.Stream >= target {
 			synced = true
@@ -81,4 +80,15 @@ func (b *Bus) follow(ctx context.Context, subj string, f shard.Feed) error {
 	<-ctx.Done()
 	cc.Stop()
 	return nil
+}
+
+// apply feeds a record to f.
+func (rec *record) apply(f shard.Feed, b *Bus) {
+	switch {
+	case len(rec.M) > 0:
+		b.m.in.Add(float64(len(rec.M)))
+		f.Ingest(rec.M)
+	case rec.D > 0 || rec.C:
+		f.Control(shard.Control{Delete: rec.D, Clear: rec.C})
+	}
 }
