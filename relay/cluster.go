@@ -130,3 +130,53 @@ func (t joinAgain) Run(context.Context) error {
 	}
 	return nil
 }
+
+// shareMod stores a ban, timeout or slow mode (already applied here) for
+// every node and the next start; delete and clear go through the room's
+// log instead (shard). Any goroutine.
+func (s *Server) shareMod(req modRequest) {
+	if s.bus == nil {
+		return
+	}
+	e := natsbus.ModEvent{Room: req.Room, User: req.User}
+	d := time.Duration(req.Secs) * time.Second
+	switch req.Action {
+	case proto.ActBan, proto.ActUnban:
+		e.Kind, e.Set = natsbus.ModBan, req.Action == proto.ActBan
+	case proto.ActTimeout:
+		e.Kind, e.Set, e.Until = natsbus.ModMute, d > 0, time.Now().Add(d)
+	case proto.ActSlow:
+		e.Kind, e.Set, e.Slow = natsbus.ModSlow, d > 0, d
+	default:
+		return
+	}
+	s.bus.SetModeration(e)
+}
+
+// applyMod applies moderation stored by any node (this one included: it is
+// applied again, to the same effect). Bus goroutine.
+func (s *Server) applyMod(e natsbus.ModEvent) {
+	if !proto.ValidRoom(e.Room) {
+		return
+	}
+	room := s.hub.Room(e.Room)
+	switch e.Kind {
+	case natsbus.ModBan:
+		if !e.Set {
+			room.Unban(e.User)
+			return
+		}
+		room.Ban(e.User)
+		s.kick(e.Room, e.User, "banned")
+	case natsbus.ModMute:
+		d := time.Until(e.Until)
+		if !e.Set {
+			d = 0
+		} else if d <= 0 {
+			return // over already
+		}
+		room.Timeout(e.User, d)
+	case natsbus.ModSlow:
+		room.SetSlowMode(e.Slow)
+	}
+}

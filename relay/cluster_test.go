@@ -272,3 +272,91 @@ func TestClusterDeleteAndClearAcrossNodes(t *testing.T) {
 		t.Errorf("joiner after the clear: %v, want seq 3 and no history", j)
 	}
 }
+
+// Bans and timeouts set on one node hold on the others: the banned user's
+// connection on node b is kicked and its join on node c refused; a user
+// timed out on node a is muted on node b.
+func TestClusterBanAndTimeoutAcrossNodes(t *testing.T) {
+	ns := runNATS(t, t.TempDir(), -1)
+	a, b, c := startNode(t, ns.ClientURL(), "a"), startNode(t, ns.ClientURL(), "b"), startNode(t, ns.ClientURL(), "c")
+	const room = "cl:ban"
+	mod := dial(t, a, dialOpts{token: token(t, "mod", "M", "mod")})
+	bad := dial(t, b, dialOpts{token: token(t, "bad", "B", "")})
+	bad.join(room, 1)
+	loud := dial(t, b, dialOpts{token: token(t, "loud", "L", "")})
+	loud.join(room, 1)
+
+	mod.send(map[string]any{"t": "mod", "room": room, "ref": 1, "action": "ban", "user": "bad"})
+	mod.expectAck(1)
+	if f := bad.expect("kicked"); f.str("reason") != "banned" {
+		t.Errorf("banned user on node b got %v", f)
+	}
+	again := dial(t, c, dialOpts{token: token(t, "bad", "B", "")})
+	eventually(t, "the ban on node c", func() bool {
+		again.send(map[string]any{"t": "join", "room": room, "ref": 2})
+		for {
+			f := again.next()
+			switch f.str("t") {
+			case "joined":
+				again.send(map[string]any{"t": "leave", "room": room, "ref": 3})
+				again.expect("left")
+				return false
+			case "error":
+				if f.str("code") != "banned" {
+					t.Fatalf("join of the banned user on node c: %v", f)
+				}
+				return true
+			}
+		}
+	})
+
+	mod.send(map[string]any{"t": "mod", "room": room, "ref": 4, "action": "timeout", "user": "loud", "secs": 60})
+	mod.expectAck(4)
+	ref := 10
+	eventually(t, "the timeout on node b", func() bool {
+		ref++
+		loud.send(map[string]any{"t": "send", "room": room, "ref": ref, "body": "x"})
+		for {
+			f := loud.next()
+			if f.num("ref") != int64(ref) {
+				continue
+			}
+			return f.str("t") == "error" && f.str("code") == "muted"
+		}
+	})
+}
+
+// -data-dir: a ban survives a restart.
+func TestDataDirKeepsBans(t *testing.T) {
+	dir := t.TempDir()
+	start := func() *relay.Server {
+		return startRelay(t, func(c *relay.Config) { c.DataDir = dir })
+	}
+	srv := start()
+	mod := dial(t, srv, dialOpts{token: token(t, "mod", "M", "mod")})
+	mod.send(map[string]any{"t": "mod", "room": "dd:ban", "ref": 1, "action": "ban", "user": "bad"})
+	mod.expectAck(1)
+	eventually(t, "the ban stored", func() bool { return metricsOf(t, srv)["roomcast_bus_mod_stored_total"] >= 1 })
+	mod.conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv = start()
+	bad := dial(t, srv, dialOpts{token: token(t, "bad", "B", "")})
+	eventually(t, "the ban after the restart", func() bool {
+		bad.send(map[string]any{"t": "join", "room": "dd:ban", "ref": 2})
+		for {
+			f := bad.next()
+			switch f.str("t") {
+			case "joined":
+				bad.send(map[string]any{"t": "leave", "room": "dd:ban", "ref": 3})
+				bad.expect("left")
+				return false
+			case "error":
+				return f.str("code") == "banned"
+			}
+		}
+	})
+}

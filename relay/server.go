@@ -93,6 +93,7 @@ func New(cfg Config) (*Server, error) {
 	s.metrics = newMetrics(s)
 	if s.bus != nil {
 		s.metrics.registerBus(s.bus)
+		s.bus.WatchModeration(s.applyMod)
 	}
 	return s, nil
 }

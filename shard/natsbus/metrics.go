@@ -11,6 +11,7 @@ type metrics struct {
 	out       prometheus.Counter // messages this node stored
 	in        prometheus.Counter // messages received from watches
 	bad       prometheus.Counter // records that did not decode
+	modStored prometheus.Counter // moderation changes stored
 	watches   prometheus.Gauge   // rooms followed
 	connected prometheus.GaugeFunc
 }
@@ -31,6 +32,8 @@ func newMetrics(b *Bus) metrics {
 		in:   msgs.WithLabelValues("in"),
 		bad: prometheus.NewCounter(prometheus.CounterOpts{Name: "roomcast_bus_bad_records_total",
 			Help: "Stream messages of a room subject that did not decode as records (skipped)."}),
+		modStored: prometheus.NewCounter(prometheus.CounterOpts{Name: "roomcast_bus_mod_stored_total",
+			Help: "Bans, timeouts and slow modes this node stored in the moderation bucket."}),
 		watches: prometheus.NewGauge(prometheus.GaugeOpts{Name: "roomcast_bus_rooms_followed",
 			Help: "Rooms this node follows in NATS (it has or lately had members in them)."}),
 		connected: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roomcast_bus_connected",
@@ -44,5 +47,5 @@ func newMetrics(b *Bus) metrics {
 }
 
 func (m *metrics) all() []prometheus.Collector {
-	return []prometheus.Collector{m.publish, m.conflicts, m.failures, m.msgs, m.bad, m.watches, m.connected}
+	return []prometheus.Collector{m.publish, m.conflicts, m.failures, m.msgs, m.bad, m.modStored, m.watches, m.connected}
 }

@@ -83,6 +83,7 @@ type Bus struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	stream jetstream.Stream
+	kv     jetstream.KeyValue // moderation state (mod.go)
 	epoch  string
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -202,6 +203,9 @@ func (b *Bus) openStream() error {
 	}
 	b.stream = st
 	b.epoch = epochOf(b.cfg.Stream, st.CachedInfo().Created)
+	if err := b.openMod(ctx); err != nil {
+		return fmt.Errorf("natsbus: moderation bucket: %w", err)
+	}
 	return nil
 }
 
