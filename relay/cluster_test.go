@@ -360,3 +360,30 @@ func TestDataDirKeepsBans(t *testing.T) {
 		}
 	})
 }
+
+// Presence counts are summed over the nodes: members on three nodes, each
+// sees the count of all three; a node's members leaving lowers it.
+func TestClusterPresenceCountsSum(t *testing.T) {
+	ns := runNATS(t, t.TempDir(), -1)
+	a, b, c := startNode(t, ns.ClientURL(), "a"), startNode(t, ns.ClientURL(), "b"), startNode(t, ns.ClientURL(), "c")
+	const room = "cl:pres"
+	ma := dial(t, a, dialOpts{token: token(t, "ua", "A", "")})
+	ma.join(room, 1)
+	mb := dial(t, b, dialOpts{token: token(t, "ub", "B", "")})
+	mb.join(room, 1)
+	mc := dial(t, c, dialOpts{}) // an anonymous viewer
+	mc.join(room, 1)
+	waitCount := func(m *client, want int64) {
+		t.Helper()
+		for {
+			f := m.next() // fails the test after 5s without a frame
+			if f.str("t") == "presence" && f.num("count") == want {
+				return
+			}
+		}
+	}
+	waitCount(ma, 3)
+	waitCount(mc, 3)
+	mb.conn.Close()
+	waitCount(ma, 2)
+}

@@ -38,9 +38,14 @@ type Control struct {
 	Clear  bool   // every kept message is removed
 }
 
-// Feed receives a watched room's messages from the Bus. Its methods are
-// called on one goroutine of the bus at a time.
+// Feed receives a watched room's messages from the Bus. Ingest, Control
+// and Synced are called on one goroutine of the bus at a time; Local and
+// Remote on another.
 type Feed interface {
+	// Local returns the room's connections on this node.
+	Local() int
+	// Remote sets the room's connections on the other nodes.
+	Remote(n int)
 	// Ingest adds messages in seq order; seqs at or below the room's last
 	// are ignored (a restarted feed may repeat them).
 	Ingest(msgs []proto.Message)
@@ -213,3 +218,31 @@ func (f roomFeed) Control(c Control) {
 func (r *Room) moderateBus(c Control) {
 	r.hub.cfg.Bus.Moderate(r.name, c, func(uint64, error) {})
 }
+
+// Local returns the room's connections on this node (bus goroutine).
+func (f roomFeed) Local() int {
+	f.r.mu.Lock()
+	defer f.r.mu.Unlock()
+	return f.r.count
+}
+
+// Remote sets the room's connections on other nodes; a change is told to
+// members like a local one (bus goroutine).
+func (f roomFeed) Remote(n int) {
+	r := f.r
+	r.mu.Lock()
+	if r.dead || r.remote == n {
+		r.mu.Unlock()
+		return
+	}
+	r.remote = n
+	r.presenceLocked(nil, "")
+	kick := r.kickLocked()
+	r.mu.Unlock()
+	if kick {
+		r.flush()
+	}
+}
+
+// totalLocked is the room's connections on every node.
+func (r *Room) totalLocked() int { return r.count + r.remote }

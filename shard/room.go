@@ -49,6 +49,7 @@ type Room struct {
 	open       *presItem             // the pending presence event that may still take leaves
 	inFlight   bool                  // a flush is being written by the loops
 	count      int                   // connections joined
+	remote     int                   // connections on other nodes (Bus; else 0)
 	anon       int                   // of which anonymous viewers
 	fmtCount   [proto.NumFormats]int // of which use each format
 	users      map[string]*user
@@ -159,7 +160,7 @@ type Info struct {
 func (r *Room) Info() Info {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return Info{Room: r.name, Epoch: r.epoch, Count: r.count, Seq: r.seq, Members: r.membersLocked(false)}
+	return Info{Room: r.name, Epoch: r.epoch, Count: r.totalLocked(), Seq: r.seq, Members: r.membersLocked(false)}
 }
 
 // JoinRequest describes a connection joining a room.
@@ -310,7 +311,7 @@ func (ms *Membership) Rejoin(req *JoinRequest) JoinResult {
 // resultLocked answers a join; its history is in msgpack (see transcode).
 func (r *Room) resultLocked(req *JoinRequest) JoinResult {
 	hist, gap := r.historyLocked(req)
-	return JoinResult{Epoch: r.epoch, Seq: r.dispSeq, History: hist, Gap: gap, Count: r.count,
+	return JoinResult{Epoch: r.epoch, Seq: r.dispSeq, History: hist, Gap: gap, Count: r.totalLocked(),
 		Members: r.membersLocked(req.Anon)}
 }
 
@@ -334,7 +335,7 @@ func (res *JoinResult) transcode(h *Hub, f proto.Format) {
 // membersLocked lists the room's members, for a viewer if anon; nil if the
 // room does not list them (to viewers).
 func (r *Room) membersLocked(anon bool) []proto.Member {
-	if r.listMax < 0 || r.count > r.listMax || anon && r.policy.NoViewerList {
+	if r.listMax < 0 || r.totalLocked() > r.listMax || anon && r.policy.NoViewerList {
 		return nil
 	}
 	out := make([]proto.Member, 0, len(r.users))
@@ -466,7 +467,7 @@ func (r *Room) moderatedLocked() bool {
 // count from the housekeeper at most once per PresenceInterval.
 func (r *Room) presenceLocked(joined *proto.Member, left string) {
 	r.evn++
-	if r.listMax < 0 || r.count > r.listMax {
+	if r.listMax < 0 || r.totalLocked() > r.listMax {
 		if !r.countDirty {
 			r.countDirty = true
 			r.hub.markPresence(r)
@@ -479,7 +480,7 @@ func (r *Room) presenceLocked(joined *proto.Member, left string) {
 		r.pending = append(r.pending, item{p: p})
 		r.open = p
 	}
-	p.evn, p.count = r.evn, r.count
+	p.evn, p.count = r.evn, r.totalLocked()
 	if joined != nil {
 		p.joins = append(p.joins, *joined)
 	}
@@ -493,7 +494,7 @@ func (r *Room) countPresence() {
 	r.mu.Lock()
 	r.countDirty = false
 	r.evn++
-	r.pending = append(r.pending, item{p: &presItem{evn: r.evn, count: r.count}})
+	r.pending = append(r.pending, item{p: &presItem{evn: r.evn, count: r.totalLocked()}})
 	r.open = nil
 	kick := r.kickLocked()
 	r.mu.Unlock()

@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/roomcast/roomcast/relay/proto"
@@ -89,8 +90,13 @@ type Bus struct {
 	cancel context.CancelFunc
 	m      metrics
 
+	node string // names this node in presence messages
+
 	mu   sync.Mutex
 	pubs map[string]*publisher // by room
+
+	presMu sync.Mutex
+	pres   map[*presence]struct{} // followed rooms (presence.go)
 }
 
 // Open connects to NATS (or starts the embedded server), and finds or
@@ -117,7 +123,7 @@ func Open(cfg Config) (*Bus, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	b := &Bus{cfg: cfg, log: cfg.Logger, pubs: map[string]*publisher{}}
+	b := &Bus{cfg: cfg, log: cfg.Logger, pubs: map[string]*publisher{}, pres: map[*presence]struct{}{}, node: nuid.Next()}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	if err := b.connect(); err != nil {
 		b.Close()
@@ -129,6 +135,7 @@ func Open(cfg Config) (*Bus, error) {
 	}
 	b.m = newMetrics(b)
 	go b.sweep()
+	go b.presenceLoop()
 	return b, nil
 }
 

@@ -59,6 +59,10 @@ func (f *recFeed) Ingest(msgs []proto.Message) {
 
 func (f *recFeed) Control(shard.Control) {}
 
+func (f *recFeed) Local() int { return 0 }
+
+func (f *recFeed) Remote(int) {}
+
 func (f *recFeed) Synced(err error) {
 	if err == nil {
 		f.once.Do(func() { close(f.synced) })

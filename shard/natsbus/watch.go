@@ -15,7 +15,11 @@ import (
 func (b *Bus) Watch(room string, f shard.Feed) (stop func()) {
 	ctx, cancel := context.WithCancel(b.ctx)
 	go b.watch(ctx, Subject(room), f)
-	return cancel
+	stopPresence := b.followPresence(room, f)
+	return func() {
+		cancel()
+		stopPresence()
+	}
 }
 
 // watch follows subj until ctx ends, starting over after a failure to set
