@@ -126,7 +126,7 @@ func (t joinAgain) Run(context.Context) error {
 	case t.err != nil:
 		s.refused(&t.c, "room", t.err)
 	default:
-		s.joinRoom(&t.c)
+		s.joinRoom(&t.c, false)
 	}
 	return nil
 }

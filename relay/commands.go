@@ -53,12 +53,12 @@ func (s *session) join(c *proto.Command) {
 		s.limited(c, "join", proto.CodeRateLimited, "joining too fast", wait)
 		return
 	}
-	s.joinRoom(c)
+	s.joinRoom(c, true)
 }
 
-// joinRoom joins a checked request (again, after waiting for the room to
-// catch up with the bus).
-func (s *session) joinRoom(c *proto.Command) {
+// joinRoom joins a checked request. With a bus, a join may first wait for
+// the room to catch up (wait), and is then made again without waiting.
+func (s *session) joinRoom(c *proto.Command, wait bool) {
 	req := shard.JoinRequest{LoopIndex: s.loop.idx, Loop: s.loop, Member: s, Format: s.format,
 		User: s.id.user, Name: s.id.name, Anon: s.id.anon, Since: c.Since, HasSince: c.HasSince, Epoch: c.Epoch,
 		Create: s.srv.ips.roomCreator(s.ip)}
@@ -76,7 +76,7 @@ func (s *session) joinRoom(c *proto.Command) {
 		s.fail(c.Ref, proto.CodeTooManyRooms, "this connection is in max_rooms rooms already", c.Room)
 		return
 	}
-	if s.srv.bus != nil {
+	if s.srv.bus != nil && wait {
 		req.Wait = s.joinWait(c)
 	}
 	ms, res, err := s.srv.hub.Join(c.Room, &req)

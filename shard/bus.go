@@ -2,6 +2,8 @@ package shard
 
 import (
 	"errors"
+	"slices"
+	"time"
 
 	"github.com/roomcast/roomcast/relay/proto"
 )
@@ -160,6 +162,66 @@ func (r *Room) unwatchLocked() {
 		go w(ErrUnavailable) // Wait callbacks never run under a room lock
 	}
 	r.waiters = nil
+	for _, w := range r.behind {
+		w.timer.Stop()
+		go w.wait(ErrUnavailable)
+	}
+	r.behind = nil
+}
+
+// AheadWait bounds how long a resume from a seq this node has not received
+// yet waits for it (another node delivered it first); then the join is
+// answered as a seq the room never gave out (gap). A variable for tests.
+var AheadWait = 2 * time.Second
+
+// seqWaiter is a resume waiting for the Bus to feed its seq.
+type seqWaiter struct {
+	since uint64
+	wait  func(error)
+	timer *time.Timer
+}
+
+// aheadLocked reports a resume from a seq of the room's epoch that this
+// node has not received yet.
+func (r *Room) aheadLocked(req *JoinRequest) bool {
+	return r.hub.cfg.Bus != nil && req.HasSince && req.Since > r.seq && (req.Epoch == "" || req.Epoch == r.epoch)
+}
+
+// waitSeqLocked makes req wait until the room received req.Since, or
+// AheadWait passed.
+func (r *Room) waitSeqLocked(req *JoinRequest) {
+	w := &seqWaiter{since: req.Since, wait: req.Wait}
+	r.behind = append(r.behind, w)
+	w.timer = time.AfterFunc(AheadWait, func() {
+		r.mu.Lock()
+		i := slices.Index(r.behind, w)
+		if i >= 0 {
+			r.behind = slices.Delete(r.behind, i, i+1)
+		}
+		r.mu.Unlock()
+		if i >= 0 {
+			w.wait(nil)
+		}
+	})
+}
+
+// caughtUpLocked takes the resumes whose seq the room received.
+func (r *Room) caughtUpLocked() []*seqWaiter {
+	var ready []*seqWaiter
+	kept := r.behind[:0]
+	for _, w := range r.behind {
+		switch {
+		case w.since > r.seq:
+			kept = append(kept, w)
+		case w.timer.Stop():
+			ready = append(ready, w)
+		default:
+			kept = append(kept, w) // its timer fired: the timer answers it
+		}
+	}
+	clear(r.behind[len(kept):])
+	r.behind = kept
+	return ready
 }
 
 // roomFeed is the Feed of a room's watch.
@@ -180,9 +242,16 @@ func (f roomFeed) Ingest(msgs []proto.Message) {
 		}
 	}
 	kick := added && r.kickLocked()
+	var ready []*seqWaiter
+	if added && len(r.behind) > 0 {
+		ready = r.caughtUpLocked()
+	}
 	r.mu.Unlock()
 	if kick {
 		r.flush()
+	}
+	for _, w := range ready {
+		w.wait(nil)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/roomcast/roomcast/relay/proto"
 )
@@ -160,5 +161,49 @@ func TestJoinWaitsForBusSync(t *testing.T) {
 	}
 	if n := len(bus.logs["bus:old"]); n != 3 {
 		t.Errorf("log holds %d messages, want 3", n)
+	}
+}
+
+// A resume from a seq of the room's epoch that this node has not received
+// yet (another node delivered it first) waits for it instead of answering
+// gap; a seq that never comes is answered as a gap after AheadWait.
+func TestResumeAheadOfTheNodeWaits(t *testing.T) {
+	bus := &memBus{logs: map[string][]proto.Message{"bus:ahead": {{Seq: 1}, {Seq: 2}, {Seq: 3}}}}
+	e := newEnv(t, Config{Loops: 1, Bus: bus})
+	_, _, res := e.joinWaiting(t, "bus:ahead", 0, JoinRequest{})
+	epoch := res.Epoch
+	ready := make(chan error, 1)
+	req := JoinRequest{HasSince: true, Since: 5, Epoch: epoch, History: -1, Wait: func(err error) { ready <- err }}
+	if _, _, _, err := e.tryJoin(t, "bus:ahead", 0, req); err != ErrSyncing {
+		t.Fatalf("resume from seq 5 with the room at 3: %v, want ErrSyncing", err)
+	}
+	roomFeed{e.hub.Room("bus:ahead")}.Ingest([]proto.Message{{Seq: 4}})
+	select {
+	case <-ready:
+		t.Fatal("woken before seq 5 came")
+	case <-time.After(20 * time.Millisecond):
+	}
+	roomFeed{e.hub.Room("bus:ahead")}.Ingest([]proto.Message{{Seq: 5}, {Seq: 6}})
+	if err := <-ready; err != nil {
+		t.Fatal(err)
+	}
+	req.Wait = nil
+	_, _, res = e.join(t, "bus:ahead", 0, req)
+	if got := msgSeqs(histMsgs(t, proto.Msgpack, res)); res.Gap || !slices.Equal(got, []uint64{6}) {
+		t.Errorf("resume from 5: gap %v history %v, want no gap and [6]", res.Gap, got)
+	}
+
+	defer func(d time.Duration) { AheadWait = d }(AheadWait)
+	AheadWait = 30 * time.Millisecond
+	req = JoinRequest{HasSince: true, Since: 100, Epoch: epoch, History: -1, Wait: func(err error) { ready <- err }}
+	if _, _, _, err := e.tryJoin(t, "bus:ahead", 0, req); err != ErrSyncing {
+		t.Fatalf("resume from seq 100: %v, want ErrSyncing", err)
+	}
+	if err := <-ready; err != nil {
+		t.Fatal(err)
+	}
+	req.Wait = nil
+	if _, _, res = e.join(t, "bus:ahead", 0, req); !res.Gap {
+		t.Errorf("resume from a seq never given out: no gap")
 	}
 }

@@ -60,6 +60,7 @@ type Room struct {
 	synced     bool                 // the room holds what the Bus held when its watch began (always, without a Bus)
 	stopWatch  func()               // ends the room's Bus watch; nil while none
 	waiters    []func(error)        // joins waiting for synced (JoinRequest.Wait)
+	behind     []*seqWaiter         // resumes from a seq the Bus has not fed yet
 	lastSent   map[string]time.Time // by user, while in slow mode
 
 	lastUse   atomic.Int64 // unix nanos of the last Hub.Room or Hub.Open lookup; the reaper spares recent ones
@@ -184,8 +185,9 @@ type JoinRequest struct {
 	Create func() error
 
 	// Wait, if set, makes a join of a room that is still catching up with
-	// the Bus fail with ErrSyncing instead of answering with what the room
-	// holds so far; Wait is then called once, on any goroutine and with no
+	// the Bus (or a resume from a seq of the room's epoch this node has not
+	// received yet, for at most AheadWait) fail with ErrSyncing instead of
+	// answering with what the room holds so far; Wait is then called once, on any goroutine and with no
 	// lock held, when the room caught up (nil) or could not (an error), and
 	// the join should be made again. Without Wait such a join is answered
 	// at once. Unused without a Bus.
@@ -239,6 +241,10 @@ func (r *Room) join(req *JoinRequest) (*Membership, JoinResult, error) {
 			r.mu.Unlock()
 			return nil, JoinResult{}, ErrSyncing
 		}
+	} else if req.Wait != nil && r.aheadLocked(req) {
+		r.waitSeqLocked(req)
+		r.mu.Unlock()
+		return nil, JoinResult{}, ErrSyncing
 	}
 	lr := &r.loops[req.LoopIndex]
 	if lr.loop == nil {
@@ -449,7 +455,7 @@ func (ms *Membership) Leave() {
 // Hub.Room or Hub.Open within EmptyRoomTTL (a moderator may be about to use
 // it).
 func (r *Room) idleLocked() bool {
-	if r.count > 0 || r.seq > 0 || len(r.waiters) > 0 || r.moderatedLocked() {
+	if r.count > 0 || r.seq > 0 || len(r.waiters) > 0 || len(r.behind) > 0 || r.moderatedLocked() {
 		return false
 	}
 	lu := r.lastUse.Load()
@@ -515,7 +521,7 @@ func (r *Room) reapable(cutoff time.Time) bool {
 	}
 	// A room keeps its moderation: bans, running timeouts, a slow mode a
 	// moderator set. And one looked up lately may be about to be used.
-	if r.count > 0 || r.inFlight || len(r.pending) > 0 || len(r.waiters) > 0 || r.emptySince.After(cutoff) || r.moderatedLocked() ||
+	if r.count > 0 || r.inFlight || len(r.pending) > 0 || len(r.waiters) > 0 || len(r.behind) > 0 || r.emptySince.After(cutoff) || r.moderatedLocked() ||
 		time.Unix(0, r.lastUse.Load()).After(cutoff) {
 		return false
 	}
