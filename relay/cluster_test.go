@@ -387,3 +387,19 @@ func TestClusterPresenceCountsSum(t *testing.T) {
 	mb.conn.Close()
 	waitCount(ma, 2)
 }
+
+// POST /api/publish on node a reaches a member on node c; its answer is
+// the seq members see.
+func TestClusterAPIPublishReachesOtherNodes(t *testing.T) {
+	ns := runNATS(t, t.TempDir(), -1)
+	a := startRelay(t, func(c *relay.Config) { c.NATS, c.APIKey = ns.ClientURL(), testAPIKey })
+	c := startNode(t, ns.ClientURL(), "c")
+	m := dial(t, c, dialOpts{})
+	m.join("cl:api", 1)
+	var out struct{ Seq uint64 }
+	api(t, a, "POST", "/api/publish", `{"room":"cl:api","body":"from the API"}`, &out)
+	var s seen
+	if err := m.collect(&s, func(s *seen) bool { return len(s.seqs) > 0 }); err != nil || out.Seq != 1 || !slices.Equal(s.seqs, []uint64{1}) {
+		t.Errorf("API answered seq %d; member on node c saw %v (%v), want [1]", out.Seq, s.seqs, err)
+	}
+}
