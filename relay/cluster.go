@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -19,8 +20,11 @@ import (
 // openBus opens the bus of cfg, or returns nil in memory mode. Its history
 // per room in NATS covers the largest history of any namespace.
 func openBus(cfg *Config, pols *policies) (*natsbus.Bus, error) {
-	if cfg.NATS == "" && cfg.DataDir == "" {
+	switch {
+	case cfg.NATS == "" && cfg.DataDir == "":
 		return nil, nil
+	case cfg.NATS != "" && cfg.DataDir != "":
+		return nil, errors.New("set either a NATS URL or a data directory, not both (a cluster's durability is its NATS servers')")
 	}
 	keep := int64(max(1, maxHistory(pols)))
 	b, err := natsbus.Open(natsbus.Config{URL: cfg.NATS, DataDir: cfg.DataDir, Stream: cfg.NATSStream,
