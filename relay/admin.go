@@ -54,6 +54,10 @@ func (s *Server) adminMux() *http.ServeMux {
 			http.Error(w, (*err).Error(), http.StatusServiceUnavailable)
 			return
 		}
+		if why := s.busReady(); why != "" {
+			http.Error(w, why, http.StatusServiceUnavailable)
+			return
+		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	s.apiRoutes(mux)

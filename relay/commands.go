@@ -53,6 +53,12 @@ func (s *session) join(c *proto.Command) {
 		s.limited(c, "join", proto.CodeRateLimited, "joining too fast", wait)
 		return
 	}
+	s.joinRoom(c, true)
+}
+
+// joinRoom joins a checked request. With a bus, a join may first wait for
+// the room to catch up (wait), and is then made again without waiting.
+func (s *session) joinRoom(c *proto.Command, wait bool) {
 	req := shard.JoinRequest{LoopIndex: s.loop.idx, Loop: s.loop, Member: s, Format: s.format,
 		User: s.id.user, Name: s.id.name, Anon: s.id.anon, Since: c.Since, HasSince: c.HasSince, Epoch: c.Epoch,
 		Create: s.srv.ips.roomCreator(s.ip)}
@@ -70,7 +76,13 @@ func (s *session) join(c *proto.Command) {
 		s.fail(c.Ref, proto.CodeTooManyRooms, "this connection is in max_rooms rooms already", c.Room)
 		return
 	}
+	if s.srv.bus != nil && wait {
+		req.Wait = s.joinWait(c)
+	}
 	ms, res, err := s.srv.hub.Join(c.Room, &req)
+	if err == shard.ErrSyncing {
+		return // answered by joinAgain once the room caught up
+	}
 	if err != nil {
 		s.refused(c, "room", err) // the only limit in time a join meets here: rooms created per IP
 		return
@@ -160,8 +172,13 @@ func (s *session) send(c *proto.Command) {
 		s.limited(c, "send", proto.CodeRateLimited, "sending too fast", wait)
 		return
 	}
-	seq, err := s.srv.hub.Publish(c.Room, &shard.Message{From: s.id.user, Name: s.id.name,
-		Body: c.Body, Badges: s.id.badges, Meta: c.Meta, SlowExempt: s.id.role != roleUser})
+	m := &shard.Message{From: s.id.user, Name: s.id.name,
+		Body: c.Body, Badges: s.id.badges, Meta: c.Meta, SlowExempt: s.id.role != roleUser}
+	if s.srv.bus != nil {
+		s.sendBus(c, m) // answered once the bus stored it
+		return
+	}
+	seq, err := s.srv.hub.Publish(c.Room, m)
 	if err != nil {
 		s.refused(c, "send", err)
 		return

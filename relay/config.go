@@ -68,6 +68,17 @@ type Config struct {
 	// means 100 000, negative means no limit.
 	MaxRoomsTotal int
 
+	// NATS makes this relay one node of a cluster sharing its rooms through
+	// the JetStream of these NATS servers (comma separated URLs); zero
+	// means none (see DataDir). See docs/cluster.md.
+	NATS string
+	// DataDir keeps rooms durable on this node in an embedded NATS server's
+	// JetStream file store in this directory, when NATS is zero; zero means
+	// rooms live in memory only.
+	DataDir      string
+	NATSStream   string // JetStream stream of the rooms; zero means "ROOMCAST"
+	NATSReplicas int    // replicas of the stream if this node creates it; zero means 1
+
 	// Hub overrides the room engine's settings; Loops and Policy are set by
 	// the Server, MaxRooms (if zero) from MaxRoomsTotal.
 	Hub shard.Config

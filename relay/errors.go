@@ -100,6 +100,8 @@ func classifyCode(err error) (proto.Code, string, time.Duration) {
 		return proto.CodeUnavailable, "this relay cannot hold more rooms", 0
 	case errors.As(err, &rr):
 		return proto.CodeRateLimited, "creating rooms too fast from this address", rr.retry
+	case errors.Is(err, shard.ErrUnavailable):
+		return proto.CodeUnavailable, "messages cannot be stored now; retry", time.Second
 	case errors.Is(err, shard.ErrTooLarge):
 		return proto.CodeTooLarge, errTooLarge.Error(), 0
 	}

@@ -60,6 +60,7 @@ func (s *Server) moderate(req modRequest, actor string) error {
 	case proto.ActClear:
 		room.Clear()
 	}
+	s.shareMod(req) // cluster-wide and durable with a bus (cluster.go)
 	s.metrics.modActions[req.Action].Inc()
 	s.cfg.Logger.Info("moderation", "actor", actor, "room", req.Room, "action", req.Action,
 		"user", req.User, "secs", req.Secs, "seq", req.Seq)

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/roomcast/roomcast/shard"
+	"github.com/roomcast/roomcast/shard/natsbus"
 )
 
 // Server is one relay node. New, then Start; Shutdown drains it.
@@ -32,6 +33,7 @@ type Server struct {
 	proxies  *trustedProxies
 	auth     *authenticator
 	metrics  *metrics
+	bus      *natsbus.Bus // nil in memory mode
 
 	// Set while starting, then read-only.
 	eng       gnet.Engine
@@ -81,8 +83,18 @@ func New(cfg Config) (*Server, error) {
 	hc.Loops = cfg.Loops
 	hc.Policy = func(ns string) shard.Policy { return pols.get(ns).shard }
 	hc.Observer = observer{s}
+	if s.bus, err = openBus(&cfg, pols); err != nil {
+		return nil, err
+	}
+	if s.bus != nil {
+		hc.Bus, hc.Epoch = s.bus, s.bus.Epoch
+	}
 	s.hub = shard.NewHub(hc)
 	s.metrics = newMetrics(s)
+	if s.bus != nil {
+		s.metrics.registerBus(s.bus)
+		s.bus.WatchModeration(s.applyMod)
+	}
 	return s, nil
 }
 
@@ -114,6 +126,7 @@ func (s *Server) Start() error {
 	case <-s.booted:
 	case err := <-s.stopped:
 		s.hub.Close()
+		s.closeBus()
 		if s.admin != nil {
 			_ = s.admin.Close()
 		}
@@ -269,8 +282,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = fmt.Errorf("relay: event loops did not stop: %w", stopCtx.Err())
 	}
 	s.hub.Close()
+	s.closeBus()
 	if s.admin != nil {
 		_ = s.admin.Shutdown(stopCtx)
 	}
 	return err
+}
+
+// closeBus closes the NATS bus, if any (after the hub: nothing is sent
+// any more).
+func (s *Server) closeBus() {
+	if s.bus != nil {
+		s.bus.Close()
+	}
 }

@@ -67,16 +67,6 @@ func (p Policy) memberListMax() int {
 	return p.MemberListMax
 }
 
-// Bus connects the sequencers of several relay nodes. With a Bus, every
-// message this node sequences is handed to Publish, in seq order per room,
-// with the room locked: Publish must not block (queue the message) and must
-// not call back into the Hub. Messages sequenced by another node enter
-// through Hub.Ingest and are not handed back. A nil Bus is a single node
-// with everything in memory.
-type Bus interface {
-	Publish(room string, m *proto.Message)
-}
-
 // Observer receives measurements of the fan-out. Its methods are called on
 // event loops and on publishing goroutines: they must be cheap, must not
 // block and must not allocate (Prometheus histograms qualify).
@@ -94,7 +84,7 @@ type Config struct {
 	MaxBatchBytes    int                    // encoded bytes per flush; zero means 64 KiB
 	PresenceInterval time.Duration          // count-only presence of big rooms at most this often; zero means 1s
 	EmptyRoomTTL     time.Duration          // an empty room (and its history) is dropped after this; zero means 10m
-	Bus              Bus                    // nil means single node
+	Bus              Bus                    // shared log of several nodes (see Bus); nil means single node, in memory
 	Now              func() time.Time       // clock; nil means time.Now
 	Observer         Observer               // fan-out measurements; nil means none
 	MaxRooms         int                    // rooms at most; creating one more fails with ErrRoomLimit; zero means no limit
@@ -250,6 +240,7 @@ func (h *Hub) dropIdle(r *Room) {
 		return
 	}
 	r.dead = true
+	r.unwatchLocked()
 	delete(s.rooms, r.name)
 	h.Stats.Rooms.Add(-1)
 }

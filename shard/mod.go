@@ -85,8 +85,27 @@ func (r *Room) Timeout(user string, d time.Duration) {
 // Delete removes the message seq from history, for good, and queues a
 // delete event in order with the room's traffic, also for a message no
 // longer kept (members may still show it). It reports false for a seq the
-// room never gave out or already deleted. Any goroutine.
+// room never gave out or already deleted. With a Bus the event goes through
+// the log, to every node, and it reports false only for a seq this node
+// knows was never given out or already deleted. Any goroutine.
 func (r *Room) Delete(seq uint64) bool {
+	if r.hub.cfg.Bus != nil {
+		r.mu.Lock()
+		known := seq > 0 && (!r.synced || seq <= r.seq)
+		for _, e := range r.ring {
+			known = known && (e.seq != seq || !e.deleted)
+		}
+		r.mu.Unlock()
+		if known {
+			r.moderateBus(Control{Delete: seq})
+		}
+		return known
+	}
+	return r.deleteLocal(seq)
+}
+
+// deleteLocal is Delete in this node's memory.
+func (r *Room) deleteLocal(seq uint64) bool {
 	r.mu.Lock()
 	known := seq > 0 && seq <= r.seq
 	for _, e := range r.ring {
@@ -106,8 +125,18 @@ func (r *Room) Delete(seq uint64) bool {
 	return known
 }
 
-// Clear removes every kept message and queues a clear event. Any goroutine.
+// Clear removes every kept message and queues a clear event; with a Bus,
+// through the log, on every node. Any goroutine.
 func (r *Room) Clear() {
+	if r.hub.cfg.Bus != nil {
+		r.moderateBus(Control{Clear: true})
+		return
+	}
+	r.clearLocal()
+}
+
+// clearLocal is Clear in this node's memory.
+func (r *Room) clearLocal() {
 	r.mu.Lock()
 	for _, e := range r.ring {
 		e.forget()

@@ -49,6 +49,7 @@ type Room struct {
 	open       *presItem             // the pending presence event that may still take leaves
 	inFlight   bool                  // a flush is being written by the loops
 	count      int                   // connections joined
+	remote     int                   // connections on other nodes (Bus; else 0)
 	anon       int                   // of which anonymous viewers
 	fmtCount   [proto.NumFormats]int // of which use each format
 	users      map[string]*user
@@ -56,6 +57,10 @@ type Room struct {
 	countDirty bool // a count change awaits the periodic presence
 	mod        moderation
 	slow       time.Duration        // slow mode; zero is off
+	synced     bool                 // the room holds what the Bus held when its watch began (always, without a Bus)
+	stopWatch  func()               // ends the room's Bus watch; nil while none
+	waiters    []func(error)        // joins waiting for synced (JoinRequest.Wait)
+	behind     []*seqWaiter         // resumes from a seq the Bus has not fed yet
 	lastSent   map[string]time.Time // by user, while in slow mode
 
 	lastUse   atomic.Int64 // unix nanos of the last Hub.Room or Hub.Open lookup; the reaper spares recent ones
@@ -132,7 +137,8 @@ func (ms *Membership) Room() *Room { return ms.room }
 func newRoom(h *Hub, name string) *Room {
 	p := h.cfg.Policy(proto.Namespace(name))
 	r := &Room{hub: h, name: name, epoch: h.cfg.Epoch(), policy: p, histCap: p.history(), listMax: p.memberListMax(),
-		users: map[string]*user{}, emptySince: h.cfg.Now(), loops: make([]loopRoom, h.cfg.Loops), slow: p.SlowMode}
+		users: map[string]*user{}, emptySince: h.cfg.Now(), loops: make([]loopRoom, h.cfg.Loops), slow: p.SlowMode,
+		synced: h.cfg.Bus == nil}
 	for i := range r.loops {
 		r.loops[i].room, r.loops[i].idx = r, i
 	}
@@ -155,7 +161,7 @@ type Info struct {
 func (r *Room) Info() Info {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return Info{Room: r.name, Epoch: r.epoch, Count: r.count, Seq: r.seq, Members: r.membersLocked(false)}
+	return Info{Room: r.name, Epoch: r.epoch, Count: r.totalLocked(), Seq: r.seq, Members: r.membersLocked(false)}
 }
 
 // JoinRequest describes a connection joining a room.
@@ -177,6 +183,15 @@ type JoinRequest struct {
 	// creation). It is called with a lock of the Hub held: it must be quick
 	// and must not call into the Hub.
 	Create func() error
+
+	// Wait, if set, makes a join of a room that is still catching up with
+	// the Bus (or a resume from a seq of the room's epoch this node has not
+	// received yet, for at most AheadWait) fail with ErrSyncing instead of
+	// answering with what the room holds so far; Wait is then called once, on any goroutine and with no
+	// lock held, when the room caught up (nil) or could not (an error), and
+	// the join should be made again. Without Wait such a join is answered
+	// at once. Unused without a Bus.
+	Wait func(err error)
 }
 
 // JoinResult is what the joined reply carries.
@@ -202,6 +217,8 @@ func (h *Hub) Join(name string, req *JoinRequest) (*Membership, JoinResult, erro
 		switch {
 		case err == errRoomGone:
 			continue
+		case err == ErrSyncing:
+			return nil, JoinResult{}, err
 		case err != nil:
 			h.dropIdle(r) // a refused join must not leave an empty room behind
 			return nil, JoinResult{}, err
@@ -216,6 +233,18 @@ func (r *Room) join(req *JoinRequest) (*Membership, JoinResult, error) {
 	if err := r.admitLocked(req); err != nil {
 		r.mu.Unlock()
 		return nil, JoinResult{}, err
+	}
+	if !r.synced {
+		r.watchLocked()
+		if req.Wait != nil {
+			r.waiters = append(r.waiters, req.Wait)
+			r.mu.Unlock()
+			return nil, JoinResult{}, ErrSyncing
+		}
+	} else if req.Wait != nil && r.aheadLocked(req) {
+		r.waitSeqLocked(req)
+		r.mu.Unlock()
+		return nil, JoinResult{}, ErrSyncing
 	}
 	lr := &r.loops[req.LoopIndex]
 	if lr.loop == nil {
@@ -288,7 +317,7 @@ func (ms *Membership) Rejoin(req *JoinRequest) JoinResult {
 // resultLocked answers a join; its history is in msgpack (see transcode).
 func (r *Room) resultLocked(req *JoinRequest) JoinResult {
 	hist, gap := r.historyLocked(req)
-	return JoinResult{Epoch: r.epoch, Seq: r.dispSeq, History: hist, Gap: gap, Count: r.count,
+	return JoinResult{Epoch: r.epoch, Seq: r.dispSeq, History: hist, Gap: gap, Count: r.totalLocked(),
 		Members: r.membersLocked(req.Anon)}
 }
 
@@ -312,7 +341,7 @@ func (res *JoinResult) transcode(h *Hub, f proto.Format) {
 // membersLocked lists the room's members, for a viewer if anon; nil if the
 // room does not list them (to viewers).
 func (r *Room) membersLocked(anon bool) []proto.Member {
-	if r.listMax < 0 || r.count > r.listMax || anon && r.policy.NoViewerList {
+	if r.listMax < 0 || r.totalLocked() > r.listMax || anon && r.policy.NoViewerList {
 		return nil
 	}
 	out := make([]proto.Member, 0, len(r.users))
@@ -426,7 +455,7 @@ func (ms *Membership) Leave() {
 // Hub.Room or Hub.Open within EmptyRoomTTL (a moderator may be about to use
 // it).
 func (r *Room) idleLocked() bool {
-	if r.count > 0 || r.seq > 0 || r.moderatedLocked() {
+	if r.count > 0 || r.seq > 0 || len(r.waiters) > 0 || len(r.behind) > 0 || r.moderatedLocked() {
 		return false
 	}
 	lu := r.lastUse.Load()
@@ -444,7 +473,7 @@ func (r *Room) moderatedLocked() bool {
 // count from the housekeeper at most once per PresenceInterval.
 func (r *Room) presenceLocked(joined *proto.Member, left string) {
 	r.evn++
-	if r.listMax < 0 || r.count > r.listMax {
+	if r.listMax < 0 || r.totalLocked() > r.listMax {
 		if !r.countDirty {
 			r.countDirty = true
 			r.hub.markPresence(r)
@@ -457,7 +486,7 @@ func (r *Room) presenceLocked(joined *proto.Member, left string) {
 		r.pending = append(r.pending, item{p: p})
 		r.open = p
 	}
-	p.evn, p.count = r.evn, r.count
+	p.evn, p.count = r.evn, r.totalLocked()
 	if joined != nil {
 		p.joins = append(p.joins, *joined)
 	}
@@ -471,7 +500,7 @@ func (r *Room) countPresence() {
 	r.mu.Lock()
 	r.countDirty = false
 	r.evn++
-	r.pending = append(r.pending, item{p: &presItem{evn: r.evn, count: r.count}})
+	r.pending = append(r.pending, item{p: &presItem{evn: r.evn, count: r.totalLocked()}})
 	r.open = nil
 	kick := r.kickLocked()
 	r.mu.Unlock()
@@ -492,11 +521,12 @@ func (r *Room) reapable(cutoff time.Time) bool {
 	}
 	// A room keeps its moderation: bans, running timeouts, a slow mode a
 	// moderator set. And one looked up lately may be about to be used.
-	if r.count > 0 || r.inFlight || len(r.pending) > 0 || r.emptySince.After(cutoff) || r.moderatedLocked() ||
+	if r.count > 0 || r.inFlight || len(r.pending) > 0 || len(r.waiters) > 0 || len(r.behind) > 0 || r.emptySince.After(cutoff) || r.moderatedLocked() ||
 		time.Unix(0, r.lastUse.Load()).After(cutoff) {
 		return false
 	}
 	r.dead = true
+	r.unwatchLocked()
 	return true
 }
 
@@ -546,8 +576,12 @@ func (r *Room) slowLocked(m *Message, now time.Time) error {
 
 // Publish sequences a message in the room called name and queues it for
 // every member, creating the room if need be (ErrRoomLimit past MaxRooms).
-// It returns the message's seq. Any goroutine.
+// It returns the message's seq. With a Bus it waits for the Bus to store the
+// message (see Send): not for event loops. Any goroutine.
 func (h *Hub) Publish(name string, m *Message) (uint64, error) {
+	if h.cfg.Bus != nil {
+		return h.publishBus(name, m)
+	}
 	for {
 		r, err := h.room(name, nil, true, true) // kept a while: it may be an empty room's first message
 		if err != nil {
@@ -577,7 +611,7 @@ func (r *Room) publish(m *Message) (uint64, error) {
 	}
 	msg := proto.Message{Seq: r.seq + 1, TS: now.UnixMilli(), From: m.From, Name: m.Name,
 		Body: m.Body, Badges: m.Badges, Meta: m.Meta}
-	err = r.sequenceLocked(&msg, true)
+	err = r.sequenceLocked(&msg)
 	kick := err == nil && r.kickLocked()
 	r.mu.Unlock()
 	if kick {
@@ -604,7 +638,7 @@ func (r *Room) ingest(m *proto.Message) bool {
 		r.mu.Unlock()
 		return false
 	}
-	kick := m.Seq > r.seq && r.sequenceLocked(m, false) == nil && r.kickLocked()
+	kick := m.Seq > r.seq && r.sequenceLocked(m) == nil && r.kickLocked()
 	r.mu.Unlock()
 	if kick {
 		r.flush()
@@ -613,8 +647,8 @@ func (r *Room) ingest(m *proto.Message) bool {
 }
 
 // sequenceLocked appends msg, whose Seq is set, to history and the pending
-// queue. Local messages (toBus) go to the Bus.
-func (r *Room) sequenceLocked(msg *proto.Message, toBus bool) error {
+// queue.
+func (r *Room) sequenceLocked(msg *proto.Message) error {
 	enc := r.hub.getEncoder()
 	defer r.hub.putEncoder(enc)
 	b, err := enc.MessagePayload(proto.Msgpack, r.epoch, msg)
@@ -640,9 +674,6 @@ func (r *Room) sequenceLocked(msg *proto.Message, toBus bool) error {
 	r.hub.Stats.Messages.Add(1)
 	r.keepLocked(e)
 	r.pending = append(r.pending, it)
-	if toBus && r.hub.cfg.Bus != nil {
-		r.hub.cfg.Bus.Publish(r.name, msg)
-	}
 	return nil
 }
 

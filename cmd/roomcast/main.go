@@ -79,6 +79,10 @@ func run(args []string, stderr io.Writer) error {
 	fs.BoolVar(&cfg.ProxyProtocol, "proxy-protocol", false, "connections from -trusted-proxies start with a PROXY protocol v1/v2 header (required from them)")
 	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "open connections on the public listener, then HTTP 503 (0: the file descriptor limit less max(64, limit/10); -1: no cap)")
 	fs.StringVar(&cfg.NodeID, "node", "", "this node's name in hello (empty: the host name)")
+	fs.StringVar(&cfg.NATS, "nats", "", "NATS servers (comma-separated URLs) whose JetStream this relay shares rooms through with other relays (empty: none)")
+	fs.StringVar(&cfg.DataDir, "data-dir", "", "keep rooms durable in an embedded NATS JetStream file store in this directory (without -nats; empty: rooms live in memory)")
+	fs.StringVar(&cfg.NATSStream, "nats-stream", "ROOMCAST", "JetStream stream holding the rooms (-nats, -data-dir)")
+	fs.IntVar(&cfg.NATSReplicas, "nats-replicas", 1, "replicas of the stream when this relay creates it (-nats)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -1,0 +1,216 @@
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/roomcast/roomcast/relay/proto"
+	"github.com/roomcast/roomcast/shard"
+)
+
+// publisher stores one room's messages: one record in flight at a time, the
+// messages sent meanwhile coalesced into the next.
+type publisher struct {
+	b    *Bus
+	subj string
+
+	mu    sync.Mutex
+	queue []pending // waiting for the next record
+	busy  bool      // a goroutine runs the publisher
+	idle  time.Time // when it last stopped
+
+	// Owned by the goroutine running the publisher (handed over through mu).
+	known bool   // seq and last are the subject's latest as far as we know
+	seq   uint64 // room seq of the subject's last message
+	last  uint64 // stream sequence of the subject's last record; 0 if none
+	msgs  []proto.Message
+}
+
+type pending struct {
+	m    *proto.Message // a message, or
+	ctl  *shard.Control // a moderation event
+	done func(uint64, error)
+}
+
+// Publish queues m for the room's next record (shard.Bus). Any goroutine.
+func (b *Bus) Publish(room string, m *proto.Message, done func(uint64, error)) {
+	b.enqueue(room, pending{m: m, done: done})
+}
+
+// Moderate queues a moderation event as the room's next record after the
+// messages queued before it (shard.Bus). Any goroutine.
+func (b *Bus) Moderate(room string, c shard.Control, done func(uint64, error)) {
+	b.enqueue(room, pending{ctl: &c, done: done})
+}
+
+func (b *Bus) enqueue(room string, pd pending) {
+	b.mu.Lock()
+	p := b.pubs[room]
+	if p == nil {
+		p = &publisher{b: b, subj: Subject(room)}
+		b.pubs[room] = p
+	}
+	b.mu.Unlock()
+	p.mu.Lock()
+	p.queue = append(p.queue, pd)
+	start := !p.busy
+	p.busy = true
+	p.mu.Unlock()
+	if start {
+		go p.run()
+	}
+}
+
+func (p *publisher) idleSince(now time.Time) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.busy || len(p.queue) > 0 {
+		return 0
+	}
+	return now.Sub(p.idle)
+}
+
+// run stores the queue, a record at a time, until it is empty.
+func (p *publisher) run() {
+	for {
+		p.mu.Lock()
+		n := p.batchLenLocked()
+		if n == 0 {
+			p.busy, p.idle = false, time.Now()
+			p.mu.Unlock()
+			return
+		}
+		batch := append([]pending(nil), p.queue[:n]...)
+		rest := copy(p.queue, p.queue[n:])
+		clear(p.queue[rest:])
+		p.queue = p.queue[:rest]
+		p.mu.Unlock()
+
+		first, err := p.store(batch)
+		for i, pd := range batch {
+			switch {
+			case err != nil:
+				pd.done(0, err)
+			case pd.ctl != nil:
+				pd.done(0, nil)
+			default:
+				pd.done(first+uint64(i), nil)
+			}
+		}
+	}
+}
+
+// batchLenLocked returns how many queued items make the next record: one
+// moderation event, or the messages before the next one (at most maxBatch).
+func (p *publisher) batchLenLocked() int {
+	if len(p.queue) > 0 && p.queue[0].ctl != nil {
+		return 1
+	}
+	n := 0
+	for n < len(p.queue) && n < maxBatch && p.queue[n].ctl == nil {
+		n++
+	}
+	return n
+}
+
+// store publishes batch as the subject's next record and returns the seq
+// of its first message.
+func (p *publisher) store(batch []pending) (uint64, error) {
+	b := p.b
+	start := time.Now()
+	defer func() { b.m.publish.Observe(time.Since(start).Seconds()) }()
+	for attempt := 1; ; attempt++ {
+		if !b.Connected() {
+			b.m.failures.Inc()
+			return 0, shard.ErrUnavailable
+		}
+		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.PublishTimeout)
+		first, err := p.attempt(ctx, batch)
+		cancel()
+		switch {
+		case err == nil:
+			if batch[0].ctl == nil {
+				b.m.out.Add(float64(len(batch)))
+			}
+			return first, nil
+		case isConflict(err) && attempt < maxAttempts:
+			b.m.conflicts.Inc()
+			p.known = false
+		default:
+			p.known = false
+			b.m.failures.Inc()
+			b.log.Warn("cannot store messages in NATS", "subject", p.subj, "attempts", attempt, "err", err)
+			return 0, fmt.Errorf("%w: %w", shard.ErrUnavailable, err)
+		}
+	}
+}
+
+// attempt numbers batch after the subject's last message and publishes it
+// on the condition that the subject's last record is still the one known.
+func (p *publisher) attempt(ctx context.Context, batch []pending) (uint64, error) {
+	if !p.known {
+		seq, last, err := p.b.lastOf(ctx, p.subj)
+		if err != nil {
+			return 0, err
+		}
+		p.seq, p.last, p.known = seq, last, true
+	}
+	rec := record{S: p.seq}
+	if c := batch[0].ctl; c != nil {
+		rec.D, rec.C = c.Delete, c.Clear
+	} else {
+		p.msgs = p.msgs[:0]
+		for i, pd := range batch {
+			m := *pd.m
+			m.Seq = p.seq + 1 + uint64(i)
+			p.msgs = append(p.msgs, m)
+		}
+		rec.M, rec.S = p.msgs, p.seq+uint64(len(batch))
+	}
+	data, err := msgpack.Marshal(&rec)
+	clear(p.msgs) // drop the references to bodies
+	if err != nil {
+		return 0, err
+	}
+	ack, err := p.b.js.Publish(ctx, p.subj, data, jetstream.WithExpectLastSequencePerSubject(p.last))
+	if err != nil {
+		return 0, err
+	}
+	first := p.seq + 1
+	p.seq, p.last = rec.S, ack.Sequence
+	return first, nil
+}
+
+// lastOf returns the room seq of a subject's last message and the stream
+// sequence of its record (zeros for a subject without messages).
+func (b *Bus) lastOf(ctx context.Context, subj string) (seq, last uint64, err error) {
+	raw, err := b.stream.GetLastMsgForSubject(ctx, subj)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	var rec record
+	if err := msgpack.Unmarshal(raw.Data, &rec); err != nil {
+		return 0, 0, fmt.Errorf("natsbus: bad record %d on %s: %w", raw.Sequence, subj, err)
+	}
+	return rec.S, raw.Sequence, nil
+}
+
+// isConflict reports a publish refused because the subject's last record
+// changed (another node published first).
+func isConflict(err error) bool {
+	var api *jetstream.APIError
+	if !errors.As(err, &api) {
+		return false
+	}
+	return api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+}
