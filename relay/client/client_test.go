@@ -354,7 +354,7 @@ func TestConcurrentSend(t *testing.T) {
 // with a room's channel full, the client's goroutines are gone.
 func TestNoGoroutineLeak(t *testing.T) {
 	srv := startRelay(t, "", nil)
-	base := settle(0)
+	base := runtime.NumGoroutine()
 	for i := range 3 {
 		c, err := client.Dial(context.Background(), wsURL(srv), client.Options{Token: mint(t, fmt.Sprint("g", i), "", time.Hour), Buffer: 1})
 		if err != nil {
