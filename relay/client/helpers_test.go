@@ -221,12 +221,22 @@ func smallReadBuffer(ctx context.Context, network, addr string) (net.Conn, error
 	return d.DialContext(ctx, network, addr)
 }
 
-// settle waits until the goroutine count is at most n.
-func settle(n int) int {
+// clientGoroutines waits up to 5 seconds for every goroutine running
+// this package's code to end, and returns the stacks of those left.
+func clientGoroutines() []string {
+	var left []string
 	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		if runtime.NumGoroutine() <= n {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		left = left[:0]
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			if strings.Contains(g, "roomcast/relay/client.") {
+				left = append(left, g)
+			}
+		}
+		if len(left) == 0 {
 			break
 		}
 	}
-	return runtime.NumGoroutine()
+	return left
 }
