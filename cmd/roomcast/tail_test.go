@@ -170,7 +170,7 @@ func TestChat(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := lines(t, func(ctx context.Context, w io.Writer) error {
-		return tail(ctx, []string{"-url", url, "-json", "lobby:c"}, w, io.Discard)
+		return tail(ctx, []string{"-url", url, "-json", "-since", "0", "lobby:c"}, w, io.Discard) // from the first message, whenever tail joins
 	})
 	var chatOut strings.Builder
 	err = chat(context.Background(), []string{"-url", url, "-token", tok, "lobby:c"}, strings.NewReader("hello\n\nworld\n"), &syncWriter{w: &chatOut}, io.Discard)

@@ -40,10 +40,10 @@ type Room struct {
 
 	mu     sync.Mutex // held while handing an event over, and to close events
 	closed bool
-	err    error
 
-	st        sync.Mutex // guards the resume point below
-	last      uint64     // seq of the last message handed over
+	st        sync.Mutex // guards err and the resume point below; never held while blocked
+	err       error
+	last      uint64 // seq of the last message handed over
 	epoch     string
 	resume    bool // last and epoch are a resume point: rejoin with since
 	info      JoinInfo
@@ -137,8 +137,8 @@ func (r *Room) Done() <-chan struct{} { return r.done }
 // Err tells why the room ended: nil after Leave, *Error with Code
 // "kicked", or the client's error. Nil while the room lasts.
 func (r *Room) Err() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.st.Lock()
+	defer r.st.Unlock()
 	return r.err
 }
 
@@ -184,9 +184,12 @@ func (r *Room) Leave(ctx context.Context) error {
 // then the channel. Any goroutine.
 func (r *Room) end(err error) {
 	r.once.Do(func() {
+		r.st.Lock()
+		r.err = err
+		r.st.Unlock()
 		close(r.done)
 		r.mu.Lock()
-		r.closed, r.err = true, err
+		r.closed = true
 		close(r.events)
 		r.mu.Unlock()
 	})

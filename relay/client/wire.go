@@ -119,13 +119,13 @@ func tokenExp(token string) time.Time {
 }
 
 // refreshDelay is how long after now to refresh a token expiring at exp:
-// a third of its remaining life before exp, at most 30 seconds before.
+// half of its remaining life before exp, at most 30 seconds before.
 func refreshDelay(now, exp time.Time) time.Duration {
 	left := exp.Sub(now)
 	if left <= 0 {
 		return 0
 	}
-	return left - min(left/3, 30*time.Second)
+	return left - min(left/2, 30*time.Second)
 }
 
 func msDuration(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
