@@ -198,12 +198,12 @@ func (m *member) join(resume bool) error {
 	defer m.wmu.Unlock()
 	m.ref++
 	m.joinRef.Store(m.ref)
-	p := appendMap(m.pbuf[:0], 3+b2i(resume))
-	p = appendStr(appendStr(p, "t"), proto.TJoin)
-	p = appendUint(appendStr(p, "ref"), m.ref)
-	p = appendStr(appendStr(p, "room"), m.room)
+	p := proto.AppendMapHeader(m.pbuf[:0], 3+b2i(resume))
+	p = proto.AppendString(proto.AppendString(p, "t"), proto.TJoin)
+	p = proto.AppendUint(proto.AppendString(p, "ref"), m.ref)
+	p = proto.AppendString(proto.AppendString(p, "room"), m.room)
 	if resume {
-		p = appendUint(appendStr(p, "since"), m.since)
+		p = proto.AppendUint(proto.AppendString(p, "since"), m.since)
 	}
 	m.pbuf = p
 	return m.writeLocked(ws.OpBinary, p)
@@ -217,12 +217,12 @@ func (m *member) publish(now time.Time) error {
 	slot := &m.acks[m.ref%uint64(len(m.acks))]
 	slot.ts.Store(now.UnixNano())
 	slot.ref.Store(m.ref)
-	p := appendMap(m.pbuf[:0], 5)
-	p = appendStr(appendStr(p, "t"), proto.TSend)
-	p = appendUint(appendStr(p, "ref"), m.ref)
-	p = appendStr(appendStr(p, "room"), m.room)
-	p = appendStr(appendStr(p, "body"), m.w.body)
-	p = appendStr(appendMap(appendStr(p, "meta"), 1), metaTS)
+	p := proto.AppendMapHeader(m.pbuf[:0], 5)
+	p = proto.AppendString(proto.AppendString(p, "t"), proto.TSend)
+	p = proto.AppendUint(proto.AppendString(p, "ref"), m.ref)
+	p = proto.AppendString(proto.AppendString(p, "room"), m.room)
+	p = proto.AppendString(proto.AppendString(p, "body"), m.w.body)
+	p = proto.AppendString(proto.AppendMapHeader(proto.AppendString(p, "meta"), 1), metaTS)
 	n := len(p)
 	p = strconv.AppendInt(append(p, 0), now.UnixNano(), 10)
 	p[n] = 0xa0 | byte(len(p)-n-1) // fixstr header of the digits
@@ -243,7 +243,7 @@ func (m *member) writeLocked(op ws.OpCode, payload []byte) error {
 	m.rng ^= m.rng << 5
 	var mask [4]byte
 	binary.LittleEndian.PutUint32(mask[:], m.rng)
-	m.wbuf = appendClientFrame(m.wbuf[:0], op, payload, mask)
+	m.wbuf = proto.AppendClientFrame(m.wbuf[:0], op, payload, mask)
 	if _, err := m.conn.Write(m.wbuf); err != nil {
 		return fmt.Errorf("cannot write: %w", err)
 	}

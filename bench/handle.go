@@ -63,11 +63,11 @@ func (m *member) countBatch(p []byte) bool {
 // those sent inside the window.
 func (m *member) timeBatch(p []byte, now time.Time) bool {
 	sc := &m.scan
-	sc.reset(p)
-	sc.i = m.fi.msgs
-	n := sc.arrayLen()
+	sc.Reset(p)
+	sc.SetPos(m.fi.msgs)
+	n := sc.ArrayLen()
 	m.lats = m.lats[:0]
-	for k := 0; k < n && !sc.bad; k++ {
+	for k := 0; k < n && !sc.Bad(); k++ {
 		msg := &m.msg
 		if !sc.message(msg) {
 			break
@@ -87,7 +87,7 @@ func (m *member) timeBatch(p []byte, now time.Time) bool {
 	if len(m.lats) > 0 {
 		m.w.st.latency.record(m.idx, m.lats)
 	}
-	return !sc.bad
+	return !sc.Bad()
 }
 
 // account adds what the tracker learned since before to the counters.

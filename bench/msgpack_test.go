@@ -17,12 +17,12 @@ func TestAppenders(t *testing.T) {
 	f := func(s string, u uint64, n int) {
 		t.Helper()
 		keys := make([]string, n)
-		b := appendMap(nil, n+2)
-		b = appendStr(appendStr(b, "str"), s)
-		b = appendUint(appendStr(b, "u"), u)
+		b := proto.AppendMapHeader(nil, n+2)
+		b = proto.AppendString(proto.AppendString(b, "str"), s)
+		b = proto.AppendUint(proto.AppendString(b, "u"), u)
 		for i := range keys {
 			keys[i] = string(rune('a'+i%26)) + string(rune('a'+i/26))
-			b = appendUint(appendStr(b, keys[i]), uint64(i))
+			b = proto.AppendUint(proto.AppendString(b, keys[i]), uint64(i))
 		}
 		var got map[string]any
 		if err := msgpack.Unmarshal(b, &got); err != nil {
@@ -86,7 +86,7 @@ func TestScannerBatch(t *testing.T) {
 	var s scanner
 	var fi frameInfo
 	if !s.parseFrame(payload, &fi) || string(fi.t) != "batch" || string(fi.room) != "lobby:1" || fi.msgs < 0 {
-		t.Fatalf("parseFrame: %+v bad=%v", fi, s.bad)
+		t.Fatalf("parseFrame: %+v bad=%v", fi, s.Bad())
 	}
 	seqs, ok := s.seqs(payload, fi.msgs, nil)
 	if !ok || len(seqs) != 5 || seqs[0] != 1 || seqs[3] != 70000 || seqs[4] != 1<<33 {
@@ -114,8 +114,8 @@ func TestScannerRejects(t *testing.T) {
 			t.Errorf("parseFrame(%x) accepted %+v", b, fi)
 		}
 	}
-	s.reset([]byte{0xd0, 0xff}) // int8 -1
-	if s.uint(); !s.bad {
+	s.Reset([]byte{0xd0, 0xff}) // int8 -1
+	if s.Uint(); !s.Bad() {
 		t.Errorf("negative int read as uint")
 	}
 }
@@ -125,7 +125,7 @@ func TestClientFrame(t *testing.T) {
 	for _, n := range []int{0, 125, 126, 65535, 65536} {
 		p := make([]byte, n)
 		copy(p, payload)
-		f := appendClientFrame(nil, ws.OpBinary, p, [4]byte{1, 2, 3, 4})
+		f := proto.AppendClientFrame(nil, ws.OpBinary, p, [4]byte{1, 2, 3, 4})
 		h, err := ws.ReadHeader(bytesReader(f))
 		if err != nil || !h.Masked || !h.Fin || h.Length != int64(n) || h.OpCode != ws.OpBinary {
 			t.Fatalf("n=%d: header %+v err %v", n, h, err)
@@ -161,10 +161,10 @@ func TestSkipValues(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := skipValues(b, 0, 1); got != len(b) {
-			t.Errorf("skipValues(%T %.20v) = %d, want %d", v, v, got, len(b))
+		if got := proto.SkipValues(b, 0, 1); got != len(b) {
+			t.Errorf("proto.SkipValues(%T %.20v) = %d, want %d", v, v, got, len(b))
 		}
-		if len(b) > 1 && skipValues(b[:len(b)-1], 0, 1) != -1 {
+		if len(b) > 1 && proto.SkipValues(b[:len(b)-1], 0, 1) != -1 {
 			t.Errorf("skipValues of truncated %T did not fail", v)
 		}
 	}
@@ -188,7 +188,7 @@ func FuzzScanner(f *testing.F) {
 			}
 			s.seqs(b, fi.msgs, nil)
 		}
-		if n := skipValues(b, 0, 1); n > len(b) {
+		if n := proto.SkipValues(b, 0, 1); n > len(b) {
 			t.Fatalf("skipValues = %d past %d bytes", n, len(b))
 		}
 	})
@@ -228,16 +228,16 @@ func TestMessageDecode(t *testing.T) {
 	}
 	var s scanner
 	var m message
-	s.reset(p)
-	if !s.message(&m) || s.i != len(p) {
-		t.Fatalf("message() failed at %d of %d", s.i, len(p))
+	s.Reset(p)
+	if !s.message(&m) || s.Pos() != len(p) {
+		t.Fatalf("message() failed at %d of %d", s.Pos(), len(p))
 	}
 	if m.seq != 70000 || m.ts != 1700000000123 || string(m.from) != "u1" || string(m.name) != "Üser" ||
 		string(m.body) != "héllo" || m.badges != 2 || string(m.sent) != "42" {
 		t.Errorf("decoded %+v", m)
 	}
 	p[len(p)-1] = 0xff // the last byte of "42": not UTF-8
-	s.reset(p)
+	s.Reset(p)
 	if s.message(&m) {
 		t.Errorf("message with invalid UTF-8 in meta decoded")
 	}

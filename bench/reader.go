@@ -7,15 +7,14 @@ import (
 	"sync"
 
 	"github.com/gobwas/ws"
+
+	"github.com/roomcast/roomcast/relay/proto"
 )
 
 // maxFrame bounds a server message the client accepts.
 const maxFrame = 16 << 20
 
-var (
-	errFrameLarge = errors.New("bench: server frame too large")
-	errMasked     = errors.New("bench: masked server frame")
-)
+var errFrameLarge = errors.New("bench: server frame too large")
 
 // frameReader reads server frames with as few read calls as it can: one
 // read takes whatever the socket holds, often several frames, into a buffer
@@ -107,36 +106,23 @@ func (f *frameReader) frame() (fin bool, op ws.OpCode, payload []byte, err error
 	}
 }
 
-// header parses the header at buf[r:]: its size and the payload's, or
-// hdr 0 if it is not all there yet.
+// header parses the header at buf[r:] with proto.ParseHeader: its size
+// and the payload's, or hdr 0 if it is not all there yet.
 func (f *frameReader) header() (hdr, n int, err error) {
-	b := f.buf[f.r:f.w]
-	if len(b) < 2 {
+	h, hdr, err := proto.ParseHeader(f.buf[f.r:f.w])
+	switch {
+	case err == proto.ErrNeedMore:
 		return 0, 0, nil
+	case err == nil:
+		err = proto.CheckServerHeader(h)
 	}
-	if b[1]&0x80 != 0 {
-		return 0, 0, errMasked
+	if err != nil {
+		return 0, 0, err
 	}
-	hdr, n = 2, int(b[1]&0x7f)
-	switch n {
-	case 126:
-		hdr = 4
-	case 127:
-		hdr = 10
-	}
-	if len(b) < hdr {
-		return 0, 0, nil
-	}
-	if hdr > 2 {
-		n = 0
-		for _, c := range b[2:hdr] {
-			n = n<<8 | int(c)
-		}
-	}
-	if n < 0 || n > maxFrame {
+	if h.Length > maxFrame {
 		return 0, 0, errFrameLarge
 	}
-	return hdr, n, nil
+	return hdr, int(h.Length), nil
 }
 
 // fill reads once from the connection, first making room for a frame of

@@ -10,78 +10,13 @@ import (
 	"github.com/roomcast/roomcast/relay/proto"
 )
 
-// Frame parse errors; each closes the connection with 1002.
+// Session-level frame errors; each closes the connection with 1002. Header
+// errors are proto's (proto.ParseHeader, proto.CheckClientHeader).
 var (
-	errNeedMore    = errors.New("need more bytes")
-	errLengthMSB   = errors.New("frame length has its most significant bit set")
-	errReserved    = errors.New("reserved bits set")
-	errUnmasked    = errors.New("client frame not masked")
-	errOpcode      = errors.New("unknown opcode")
-	errControl     = errors.New("control frame fragmented or over 125 bytes")
 	errFragment    = errors.New("continuation without a fragmented message")
 	errInterleaved = errors.New("new message inside a fragmented one")
 	errCloseBody   = errors.New("close frame with a one-byte body")
 )
-
-// parseHeader reads one client frame header from the start of b without
-// blocking: errNeedMore if b holds only part of it. It returns the header
-// and its size. (ws.ReadHeader needs an io.Reader that it may block on.)
-func parseHeader(b []byte) (ws.Header, int, error) {
-	var h ws.Header
-	if len(b) < 2 {
-		return h, 0, errNeedMore
-	}
-	h.Fin = b[0]&0x80 != 0
-	h.Rsv = (b[0] & 0x70) >> 4
-	h.OpCode = ws.OpCode(b[0] & 0x0f)
-	h.Masked = b[1]&0x80 != 0
-	n := 2
-	switch l := b[1] & 0x7f; l {
-	case 126:
-		if len(b) < 4 {
-			return h, 0, errNeedMore
-		}
-		h.Length, n = int64(binary.BigEndian.Uint16(b[2:])), 4
-	case 127:
-		if len(b) < 10 {
-			return h, 0, errNeedMore
-		}
-		if b[2]&0x80 != 0 {
-			return h, 0, errLengthMSB
-		}
-		h.Length, n = int64(binary.BigEndian.Uint64(b[2:])), 10
-	default:
-		h.Length = int64(l)
-	}
-	if h.Masked {
-		if len(b) < n+4 {
-			return h, 0, errNeedMore
-		}
-		copy(h.Mask[:], b[n:n+4])
-		n += 4
-	}
-	return h, n, nil
-}
-
-// checkHeader applies RFC 6455's rules to a client frame header.
-func checkHeader(h ws.Header) error {
-	switch {
-	case h.Rsv != 0:
-		return errReserved
-	case !h.Masked:
-		return errUnmasked
-	case h.OpCode.IsControl():
-		if !h.Fin || h.Length > 125 {
-			return errControl
-		}
-		if h.OpCode != ws.OpClose && h.OpCode != ws.OpPing && h.OpCode != ws.OpPong {
-			return errOpcode
-		}
-	case h.OpCode != ws.OpContinuation && h.OpCode != ws.OpText && h.OpCode != ws.OpBinary:
-		return errOpcode
-	}
-	return nil
-}
 
 // frames handles every whole frame at the head of buf and returns how many
 // bytes it used. Payloads are unmasked in place, inside gnet's buffer.
@@ -89,12 +24,12 @@ func (s *session) frames(buf []byte) int {
 	used := 0
 	maxFrame := int64(s.srv.cfg.MaxFrame)
 	for s.state == stateOpen {
-		h, hn, err := parseHeader(buf[used:])
-		if err == errNeedMore {
+		h, hn, err := proto.ParseHeader(buf[used:])
+		if err == proto.ErrNeedMore {
 			break
 		}
 		if err == nil {
-			err = checkHeader(h)
+			err = proto.CheckClientHeader(h)
 		}
 		if err != nil {
 			s.close(proto.CloseProtocol, err.Error())

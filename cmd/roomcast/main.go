@@ -40,6 +40,9 @@ func run(args []string, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "token" {
 		return mintToken(args[1:], os.Stdout, stderr)
 	}
+	if len(args) > 0 && (args[0] == "tail" || args[0] == "chat") {
+		return clientCommand(args[0], args[1:], stderr)
+	}
 	fs := flag.NewFlagSet("roomcast", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {

@@ -73,7 +73,7 @@ func (d *Decoder) Decode(f Format, b []byte, cmd *Command) error {
 func (d *Decoder) decodeMsgpack(b []byte, cmd *Command) error {
 	// The library trusts declared lengths and grows its buffers toward
 	// them; a 6-byte frame can claim 4 GiB. Check the structure first.
-	if n, ok := wellFormed(b, 0); !ok || n != len(b) {
+	if SkipValues(b, 0, 1) != len(b) {
 		return ErrMalformed
 	}
 	d.r.Reset(b)
@@ -294,106 +294,4 @@ func decodeJSON(b []byte, cmd *Command) error {
 		return bad // the other fields are decoded, so the reply can carry the ref
 	}
 	return nil
-}
-
-// maxDepth bounds the nesting of a client frame.
-const maxDepth = 16
-
-// wellFormed walks one msgpack value at the start of b without decoding it
-// and returns its size. It fails on unknown codes, on declared lengths past
-// the end of b, and on nesting deeper than maxDepth.
-func wellFormed(b []byte, depth int) (int, bool) {
-	if len(b) == 0 || depth > maxDepth {
-		return 0, false
-	}
-	c := b[0]
-	switch {
-	case c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3:
-		return 1, true
-	case c >= 0x80 && c <= 0x8f:
-		return items(b, 1, int(c&0x0f)*2, depth)
-	case c >= 0x90 && c <= 0x9f:
-		return items(b, 1, int(c&0x0f), depth)
-	case c >= 0xa0 && c <= 0xbf:
-		return span(b, 1, int(c&0x1f))
-	}
-	switch c {
-	case 0xc4, 0xd9: // bin8, str8
-		return sized(b, 1, 0)
-	case 0xc5, 0xda:
-		return sized(b, 2, 0)
-	case 0xc6, 0xdb:
-		return sized(b, 4, 0)
-	case 0xc7, 0xc8, 0xc9: // ext8/16/32: length, type, data
-		return sized(b, 1<<(c-0xc7), 1)
-	case 0xca:
-		return span(b, 1, 4)
-	case 0xcb:
-		return span(b, 1, 8)
-	case 0xcc, 0xd0:
-		return span(b, 1, 1)
-	case 0xcd, 0xd1:
-		return span(b, 1, 2)
-	case 0xce, 0xd2:
-		return span(b, 1, 4)
-	case 0xcf, 0xd3:
-		return span(b, 1, 8)
-	case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8: // fixext 1..16: type, data
-		return span(b, 1, 1+1<<(c-0xd4))
-	case 0xdc, 0xdd, 0xde, 0xdf: // array16/32, map16/32
-		w := 2 << ((c - 0xdc) & 1)
-		n, ok := length(b, w)
-		if !ok {
-			return 0, false
-		}
-		if c >= 0xde {
-			n *= 2
-		}
-		return items(b, 1+w, n, depth)
-	}
-	return 0, false // 0xc1 is never used
-}
-
-// length reads a big-endian length of w bytes after the code byte.
-func length(b []byte, w int) (int, bool) {
-	if len(b) < 1+w {
-		return 0, false
-	}
-	n := 0
-	for _, x := range b[1 : 1+w] {
-		n = n<<8 | int(x)
-	}
-	return n, true
-}
-
-// sized is a value with a w-byte length, extra bytes, then that many bytes.
-func sized(b []byte, w, extra int) (int, bool) {
-	n, ok := length(b, w)
-	if !ok {
-		return 0, false
-	}
-	return span(b, 1+w, extra+n)
-}
-
-func span(b []byte, head, n int) (int, bool) {
-	if n < 0 || n > len(b)-head {
-		return 0, false
-	}
-	return head + n, true
-}
-
-// items walks n values after a head of head bytes.
-func items(b []byte, head, n, depth int) (int, bool) {
-	off := head
-	if n > len(b)-off { // every value takes at least one byte
-		return 0, false
-	}
-	for i := 0; i < n; i++ {
-		m, ok := wellFormed(b[off:], depth+1)
-		if !ok {
-			return 0, false
-		}
-		off += m
-	}
-	return off, true
 }

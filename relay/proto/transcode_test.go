@@ -24,6 +24,11 @@ func TestTranscode(t *testing.T) {
 				t.Fatal(err)
 			}
 			want = append([]byte(nil), want...)
+			if f == Msgpack {
+				// The kept payload itself: encoding meta again may order
+				// its keys otherwise (Go map order).
+				want = mp
+			}
 			got, err := enc.Transcode(f, "ep0ch", mp)
 			if err != nil {
 				t.Fatal(err)
