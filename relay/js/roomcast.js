@@ -561,7 +561,7 @@ export class Room extends Emitter {
       this.seq = 0;
     } else if (this._hasPos && f.gap) {
       const first = history.length ? Number(history[0].seq) : Number(f.seq) + 1;
-      this._emit("gap", { from: this.seq + 1, to: first - 1, reason: "history", epoch });
+      this._emit("gap", { from: this.seq + 1, to: first - 1, reason: "aged_out", epoch });
     }
     if (epoch) this.epoch = epoch;
     this._hasPos = true;

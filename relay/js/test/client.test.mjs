@@ -199,7 +199,7 @@ test("a resume older than the history kept: a gap with reason history, then the 
     await until("the drop", () => c.state !== "connected");
     for (let i = 2; i <= 12; i++) await publish(room, "m" + i); // m2..m7 age out
     await until("the kept messages", () => w.msgs.length === 6, 5000);
-    assert.deepEqual(w.gaps, [{ from: 2, to: 7, reason: "history", epoch: r.epoch }]);
+    assert.deepEqual(w.gaps, [{ from: 2, to: 7, reason: "aged_out", epoch: r.epoch }]);
     assert.deepEqual(w.events.map((e) => (e.gap ? "gap" : e.body)), ["m1", "gap", "m8", "m9", "m10", "m11", "m12"]);
     assert.deepEqual(w.errors, []);
   } finally {
