@@ -1,7 +1,7 @@
 // Package deploy holds the files that run roomcast in production: a
 // Dockerfile, a systemd unit (roomcast.service, with roomcast.env for its
 // secrets) and TLS-terminating proxy configurations for HAProxy
-// (haproxy.cfg, PROXY protocol v2), nginx (nginx.conf, X-Forwarded-For) and
+// (haproxy.cfg, PROXY protocol v2), nginx (nginx.conf, an http-block file, X-Forwarded-For) and
 // Caddy (Caddyfile). Each file says in its comments how to install it and
 // which relay flags go with it.
 //
