@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -37,12 +38,8 @@ const secret = "deploy-test-secret"
 
 // TestHAProxyTLS runs the shipped haproxy.cfg, rewritten only for ports,
 // paths and privileges, in front of a real relay started as the config's
-// comment says (-trusted-proxies 127.0.0.1/32 -proxy-protocol -ip-exempt
-// ""), here with one connection per client IP. Clients connect from
-// 127.0.0.2 and 127.0.0.3 to HAProxy on 127.0.0.1, which reaches the relay
-// from 127.0.0.1: a second WebSocket from 127.0.0.2 must be refused (429)
-// while one from 127.0.0.3 is let in, which holds only if the relay counts
-// the address the PROXY v2 header names, not the proxy's.
+// comment says (-trusted-proxies 127.0.0.1/32 -proxy-protocol -ip-exempt=),
+// here with one connection per client IP; checkClients says what must hold.
 func TestHAProxyTLS(t *testing.T) {
 	bin := lookTool(t, "haproxy")
 	srv := startRelay(t, func(c *relay.Config) {
@@ -54,28 +51,100 @@ func TestHAProxyTLS(t *testing.T) {
 	dir := t.TempDir()
 	pool, certFile := writeCert(t, dir)
 	httpsPort, httpPort := freePort(t), freePort(t)
-	cfg := renderHAProxy(t, map[string]string{
+	cfg := render(t, "haproxy.cfg", map[string]string{
 		"bind :443 ssl crt /etc/haproxy/certs/roomcast.pem": fmt.Sprintf("bind 127.0.0.1:%d ssl crt %s", httpsPort, certFile),
 		"bind :80\n":                   fmt.Sprintf("bind 127.0.0.1:%d\n", httpPort),
 		"server relay1 127.0.0.1:8080": "server relay1 " + srv.Addr(),
 		"check port 9090":              "check port " + portOf(t, srv.AdminAddr()),
+		// What needs root or a system log.
+		"    chroot /var/lib/haproxy\n": "",
+		"    user haproxy\n":            "",
+		"    group haproxy\n":           "",
+		"    daemon\n":                  "",
+		"    stats socket /run/haproxy/admin.sock mode 660 level admin\n": "",
+		"    log /dev/log local0\n":                                       "    log stderr format raw local0\n",
+		"    maxconn 50000\n":                                             "    maxconn 200\n",
 	})
 	cfgFile := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	runTool(t, bin, "-db", "-f", cfgFile)
+	runTool(t, bin, []string{"-c", "-f", cfgFile}, "-db", "-f", cfgFile)
+	checkClients(t, srv, httpsPort, httpPort, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+}
 
+// TestNginxTLS runs the shipped nginx.conf (an http-block file) in a
+// minimal main configuration, rewritten only for ports, certificate paths
+// and the relay's address, in front of a real relay started as its comment
+// says (-trusted-proxies 127.0.0.1/32 -ip-exempt=), here with one
+// connection per client IP; checkClients says what must hold.
+func TestNginxTLS(t *testing.T) {
+	bin := lookTool(t, "nginx")
+	srv := startRelay(t, func(c *relay.Config) {
+		c.TrustedProxies = []string{"127.0.0.1/32"}
+		c.IPExempt = []string{}
+		c.IPMaxConns = 1
+	})
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil { // nginx workers run as nobody when started as root
+		t.Fatal(err)
+	}
+	pool, certFile := writeCert(t, dir)
+	httpsPort, httpPort := freePort(t), freePort(t)
+	site := render(t, "nginx.conf", map[string]string{
+		"    listen 80;\n":                                     fmt.Sprintf("    listen 127.0.0.1:%d;\n", httpPort),
+		"    listen 443 ssl http2;\n":                          fmt.Sprintf("    listen 127.0.0.1:%d ssl http2;\n", httpsPort),
+		"    listen [::]:80;\n":                                "", // the test machine may have no IPv6
+		"    listen [::]:443 ssl http2;\n":                     "",
+		"/etc/letsencrypt/live/chat.example.com/fullchain.pem": certFile,
+		"/etc/letsencrypt/live/chat.example.com/privkey.pem":   certFile,
+		"server 127.0.0.1:8080;":                               "server " + srv.Addr() + ";",
+		"return 301 https://$host$request_uri;":                fmt.Sprintf("return 301 https://$host:%d$request_uri;", httpsPort),
+	})
+	main := fmt.Sprintf(`daemon off;
+pid %[1]s/nginx.pid;
+error_log stderr notice;
+worker_processes 1;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path %[1]s/body;
+    proxy_temp_path %[1]s/proxy;
+    fastcgi_temp_path %[1]s/fastcgi;
+    uwsgi_temp_path %[1]s/uwsgi;
+    scgi_temp_path %[1]s/scgi;
+    include %[1]s/roomcast.conf;
+}
+`, dir)
+	for name, text := range map[string]string{"roomcast.conf": site, "nginx.conf": main} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := []string{"-p", dir, "-e", "stderr", "-c", filepath.Join(dir, "nginx.conf")}
+	runTool(t, bin, append([]string{"-t"}, args...), args...)
+	checkClients(t, srv, httpsPort, httpPort, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+}
+
+// checkClients checks a TLS proxy on 127.0.0.1 in front of srv, which
+// allows one connection per client IP. Clients connect from other loopback
+// addresses (127.0.0.2 to .5), while the proxy reaches the relay from
+// 127.0.0.1:
+//   - the overlay loads over https:// (HTTP/2), plain http:// redirects;
+//   - a WebSocket over wss:// from 127.0.0.2 is let in, a second one from
+//     there is refused with 429 even though it names another address in
+//     its own X-Forwarded-For, and one from 127.0.0.3 is let in: the relay
+//     counts the address the proxy vouches for, not the proxy's nor the
+//     client's word;
+//   - a message goes from one WebSocket to another and to an /sse stream
+//     at once (no buffering in the proxy).
+func checkClients(t *testing.T, srv *relay.Server, httpsPort, httpPort int, tlsCfg *tls.Config) {
 	base := fmt.Sprintf("127.0.0.1:%d", httpsPort)
-	tlsCfg := &tls.Config{RootCAs: pool, ServerName: "localhost"}
-
-	// The overlay over https://, HTTP/2 on the client side.
 	page := waitOverlay(t, "https://"+base+"/overlay", tlsCfg)
 	if !bytes.Contains(page, []byte("<html")) {
 		t.Fatalf("/overlay over https:// is not the overlay page: %.200q", page)
 	}
 
-	// Plain HTTP is redirected to https://.
 	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).
 		Get(fmt.Sprintf("http://127.0.0.1:%d/overlay", httpPort))
 	if err != nil {
@@ -88,49 +157,93 @@ func TestHAProxyTLS(t *testing.T) {
 
 	url := "wss://" + base + "/ws?token="
 	alice := wsDial(t, url+mint(t, "alice"), "127.0.0.2", tlsCfg)
-	if err := alice.tryDial(url+mint(t, "alice2"), "127.0.0.2", tlsCfg); !errors.Is(err, ws.StatusError(http.StatusTooManyRequests)) {
+	forged := http.Header{"X-Forwarded-For": {"198.51.100.7"}, "X-Real-Ip": {"198.51.100.7"}}
+	if err := alice.tryDial(url+mint(t, "alice2"), "127.0.0.2", tlsCfg, forged); !errors.Is(err, ws.StatusError(http.StatusTooManyRequests)) {
 		t.Fatalf("second WebSocket from 127.0.0.2 through the proxy: %v, want HTTP 429 (one connection per client IP)", err)
 	}
 	bob := wsDial(t, url+mint(t, "bob"), "127.0.0.3", tlsCfg)
 
-	// A message goes both ways over wss://.
 	bob.send(`{"t":"join","room":"lobby","ref":1}`)
 	bob.expect("joined")
+	events := openSSE(t, "https://"+base+"/sse?room=lobby&token="+mint(t, "carol"), "127.0.0.5", tlsCfg)
 	alice.send(`{"t":"join","room":"lobby","ref":1}`)
 	alice.expect("joined")
 	alice.send(`{"t":"send","room":"lobby","body":"gg","ref":2}`)
 	if b := bob.expect("batch"); !strings.Contains(b, `"body":"gg"`) || !strings.Contains(b, `"from":"alice"`) {
 		t.Fatalf("bob got %s, want alice's gg", b)
 	}
+	deadline := time.After(5 * time.Second)
+	for got := false; !got; {
+		select {
+		case line, ok := <-events:
+			if !ok {
+				t.Fatal("/sse through the proxy ended before alice's message")
+			}
+			got = strings.HasPrefix(line, "data:") && strings.Contains(line, `"body":"gg"`)
+		case <-deadline:
+			t.Fatal("alice's message did not reach /sse through the proxy within 5 s (buffered?)")
+		}
+	}
 
 	if n := scrape(t, "http://"+srv.AdminAddr()+"/metrics", `roomcast_handshake_failures_total{reason="ip_limit"}`); n != "1" {
 		t.Fatalf(`roomcast_handshake_failures_total{reason="ip_limit"} = %q, want 1`, n)
 	}
 	if n := scrape(t, "http://"+srv.AdminAddr()+"/metrics", `roomcast_handshake_failures_total{reason="proxy"}`); n != "" && n != "0" {
-		t.Fatalf(`roomcast_handshake_failures_total{reason="proxy"} = %s: HAProxy's PROXY header (or health check) was refused`, n)
+		t.Fatalf(`roomcast_handshake_failures_total{reason="proxy"} = %s: the proxy's PROXY header (or health check) was refused`, n)
 	}
 }
 
-// renderHAProxy returns the shipped haproxy.cfg with each key of repl
-// replaced (each must be there: a test that rewrites nothing tests
-// nothing), the global settings that need root or a system log dropped,
-// and logs sent to stderr.
-func renderHAProxy(t *testing.T, repl map[string]string) string {
+// openSSE opens an event stream from the address from and returns its
+// lines; the stream is closed at the end of the test.
+func openSSE(t *testing.T, url, from string, tlsCfg *tls.Config) <-chan string {
 	t.Helper()
-	b, err := os.ReadFile("haproxy.cfg")
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg.Clone(), ForceAttemptHTTP2: true, DialContext: fromAddr(from)}}
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatalf("GET /sse: %v", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		cancel()
+		t.Fatalf("GET /sse: %s %s", resp.Status, body)
+	}
+	lines := make(chan string, 64)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(lines)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		resp.Body.Close()
+		<-done
+	})
+	return lines
+}
+
+// render returns the shipped file name with each key of repl replaced;
+// each must be there, so that the test and the file cannot drift apart.
+func render(t *testing.T, name string, repl map[string]string) string {
+	t.Helper()
+	b, err := os.ReadFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(b)
-	for _, line := range []string{"    chroot /var/lib/haproxy\n", "    user haproxy\n", "    group haproxy\n", "    daemon\n",
-		"    stats socket /run/haproxy/admin.sock mode 660 level admin\n"} {
-		repl[line] = ""
-	}
-	repl["    log /dev/log local0\n"] = "    log stderr format raw local0\n"
-	repl["    maxconn 50000\n"] = "    maxconn 200\n"
 	for from, to := range repl {
 		if !strings.Contains(s, from) {
-			t.Fatalf("haproxy.cfg no longer holds %q, which the test rewrites: update the test with the config", from)
+			t.Fatalf("%s no longer holds %q, which the test rewrites: update the test with the file", name, from)
 		}
 		s = strings.ReplaceAll(s, from, to)
 	}
@@ -142,6 +255,9 @@ func lookTool(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
+		p, err = exec.LookPath("/usr/sbin/" + name) // not on a non-root PATH
+	}
+	if err != nil {
 		if os.Getenv("CI") == "" {
 			t.Skipf("needs %s (Debian package %s; .ci/run installs it): %v", name, name, err)
 		}
@@ -150,22 +266,34 @@ func lookTool(t *testing.T, name string) string {
 	return p
 }
 
-// runTool starts a proxy in the foreground, checked first; its output is
-// shown if the test fails. It is killed at the end of the test.
-func runTool(t *testing.T, bin string, args ...string) {
+// runTool checks a proxy's configuration (bin checkArgs...), then starts
+// it in the foreground (bin args...); its output is shown if the test
+// fails. It is killed at the end of the test.
+func runTool(t *testing.T, bin string, checkArgs []string, args ...string) {
 	t.Helper()
-	if out, err := exec.Command(bin, append([]string{"-c"}, args[1:]...)...).CombinedOutput(); err != nil {
+	if out, err := exec.Command(bin, checkArgs...).CombinedOutput(); err != nil {
 		t.Fatalf("%s rejects the rendered config: %v\n%s", bin, err, out)
 	}
 	var out lockedBuffer
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = &out, &out
+	// Its own process group, killed whole: nginx's workers outlive their
+	// master otherwise (and hold the output pipe open).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 2 * time.Second
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		_ = cmd.Process.Signal(syscall.SIGTERM) // the master stops and reaps its workers
+		select {
+		case <-exited:
+		case <-time.After(3 * time.Second):
+		}
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
 		if t.Failed() {
 			t.Logf("%s output:\n%s", filepath.Base(bin), out.String())
 		}
@@ -348,8 +476,11 @@ func wsDial(t *testing.T, url, from string, tlsCfg *tls.Config) *wsConn {
 
 // tryDial dials url from the address from; on success c holds the
 // connection.
-func (c *wsConn) tryDial(url, from string, tlsCfg *tls.Config) error {
+func (c *wsConn) tryDial(url, from string, tlsCfg *tls.Config, header ...http.Header) error {
 	d := ws.Dialer{Protocols: []string{"roomcast.v1.json"}, TLSConfig: tlsCfg, Timeout: 5 * time.Second, NetDial: fromAddr(from)}
+	if len(header) > 0 {
+		d.Header = ws.HandshakeHeaderHTTP(header[0])
+	}
 	conn, br, _, err := d.Dial(context.Background(), url)
 	if err != nil {
 		return err
