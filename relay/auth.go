@@ -19,7 +19,8 @@ const (
 	roleViewer = "viewer"
 )
 
-// tokenLeeway is the clock skew allowed on exp, nbf and iat.
+// tokenLeeway is the clock skew allowed on nbf and iat; exp gets none
+// (identify checks it again to the second).
 const tokenLeeway = 30 * time.Second
 
 // identity is who a connection is. Set by the upgrade; a refresh replaces

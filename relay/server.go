@@ -5,6 +5,7 @@
 package relay
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -134,7 +135,7 @@ func (s *Server) Start() error {
 	}
 	s.bg.Add(1)
 	go s.tick()
-	s.cfg.Logger.Info("roomcast relay listening", "public", s.addr, "admin", s.adminAddr, "loops", s.cfg.Loops,
+	s.cfg.Logger.Info("roomcast relay listening", "public", s.addr, "admin", cmp.Or(s.adminAddr, "admin API off"), "loops", s.cfg.Loops,
 		"max_conns", s.cfg.MaxConns, "backlog", listenBacklog(s.cfg.MaxConns))
 	return nil
 }

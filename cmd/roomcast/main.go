@@ -64,7 +64,7 @@ func run(args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxOutbound, "max-outbound", 1<<20, "bytes queued for a slow connection before close 4009")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 60*time.Second, "close 4000 after this long without anything received")
 	fs.DurationVar(&cfg.PingInterval, "ping-interval", 25*time.Second, "how often the relay pings each connection")
-	fs.IntVar(&cfg.History, "history", 100, "messages kept per room for join history and resume (-1: none)")
+	fs.IntVar(&cfg.History, "history", 100, "messages kept per room for join history and resume (0 or -1: none)")
 	fs.Float64Var(&cfg.SendRate, "send-rate", 20.0/30, "messages per second a user may send, sustained")
 	fs.IntVar(&cfg.SendBurst, "send-burst", 20, "messages a user may send in a burst")
 	anonymous := fs.Bool("anonymous", true, "let connections without a token in as read-only viewers")
@@ -89,6 +89,7 @@ func run(args []string, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	given := cmdline(fs)
 	ns, err := applyEnvAndFile(fs, *configFile)
 	if err != nil {
 		return err
@@ -110,7 +111,10 @@ func run(args []string, stderr io.Writer) error {
 		cfg.History = -1 // -history 0 means none; relay.Config's zero means the default
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
-	return serve(cfg)
+	if err := checkConfig(&cfg, given); err != nil {
+		return err
+	}
+	return serve(cfg, stderr)
 }
 
 // applyEnvAndFile sets every flag not given on the command line from
@@ -172,7 +176,7 @@ func splitList(s string) []string {
 }
 
 // serve runs the relay until SIGINT or SIGTERM, then drains it.
-func serve(cfg relay.Config) error {
+func serve(cfg relay.Config, stderr io.Writer) error {
 	srv, err := relay.New(cfg)
 	if err != nil {
 		return err
@@ -182,6 +186,7 @@ func serve(cfg relay.Config) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	writeBanner(stderr, cfg, srv.Addr(), srv.AdminAddr(), memoryMode)
 	var failed error
 	select {
 	case <-ctx.Done():
@@ -207,15 +212,17 @@ func mintToken(args []string, stdout, stderr io.Writer) error {
 	name := fs.String("name", "", "display name")
 	role := fs.String("role", "user", "user, mod, admin or bot")
 	ttl := fs.Duration("ttl", 24*time.Hour, "lifetime (0: never expires)")
+	rooms := fs.String("rooms", "", `comma-separated rooms the user may join, "lobby:*" by prefix (not given: all)`)
+	badges := fs.String("badges", "", "comma-separated badges the relay copies into the user's messages")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *secret == "" || *sub == "" {
 		return errors.New("token: -jwt-secret and -sub are required")
 	}
-	claims := jwt.MapClaims{"sub": *sub, "name": *name, "role": *role, "iat": time.Now().Unix()}
-	if *ttl > 0 {
-		claims["exp"] = time.Now().Add(*ttl).Unix()
+	claims, err := tokenClaims(*sub, *name, *role, *ttl, cmdline(fs)["rooms"], *rooms, *badges)
+	if err != nil {
+		return err
 	}
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(*secret))
 	if err != nil {
