@@ -81,6 +81,17 @@ func writeBanner(w io.Writer, cfg relay.Config, public, admin, mode string) {
 // memoryMode describes the data mode of a relay without durable storage.
 const memoryMode = "memory: history, bans, timeouts and slow modes are lost on restart"
 
+// dataMode describes where the relay keeps its rooms.
+func dataMode(cfg relay.Config) string {
+	switch {
+	case cfg.NATS != "":
+		return "cluster: rooms shared with the other relays through the JetStream of " + cfg.NATS
+	case cfg.DataDir != "":
+		return "durable: history, bans and timeouts kept in " + cfg.DataDir + " (embedded NATS JetStream)"
+	}
+	return memoryMode
+}
+
 // users says who may chat and who may only read.
 func users(cfg relay.Config) string {
 	var keys []string

@@ -16,6 +16,8 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/roomcast/roomcast/relay"
 )
 
 // syncBuffer is stderr for run: the relay's goroutines log into it while
@@ -266,4 +268,16 @@ func equalList(v any, want ...string) bool {
 		}
 	}
 	return true
+}
+
+func TestBannerDataMode(t *testing.T) {
+	f := func(cfg relay.Config, want string) {
+		t.Helper()
+		if got := dataMode(cfg); !strings.HasPrefix(got, want) {
+			t.Errorf("dataMode(nats %q, data-dir %q) = %q, want %q...", cfg.NATS, cfg.DataDir, got, want)
+		}
+	}
+	f(relay.Config{}, "memory:")
+	f(relay.Config{DataDir: "/var/lib/roomcast"}, "durable:")
+	f(relay.Config{NATS: "nats://10.0.0.1:4222"}, "cluster:")
 }

@@ -186,7 +186,7 @@ func serve(cfg relay.Config, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	writeBanner(stderr, cfg, srv.Addr(), srv.AdminAddr(), memoryMode)
+	writeBanner(stderr, cfg, srv.Addr(), srv.AdminAddr(), dataMode(cfg))
 	var failed error
 	select {
 	case <-ctx.Done():
