@@ -24,6 +24,7 @@ const maxAPIBody = 64 << 10
 // apiError is the JSON error of the admin API: {error: {code, message}}.
 type apiError struct {
 	status  int
+	allow   string // the Allow header of a 405
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	RetryMS int64  `json:"retry_ms,omitempty"`
@@ -60,6 +61,9 @@ func (s *Server) apiHandler(fn func(r *http.Request) (any, error)) http.Handler 
 			if ae.RetryMS > 0 {
 				w.Header().Set("Retry-After", strconv.FormatInt((ae.RetryMS+999)/1000, 10))
 			}
+			if ae.allow != "" {
+				w.Header().Set("Allow", ae.allow)
+			}
 			writeJSON(w, ae.status, map[string]any{"error": ae})
 			return
 		}
@@ -94,11 +98,27 @@ func (s *Server) requireKey(h http.Handler) http.Handler {
 }
 
 func (s *Server) apiRoutes(mux *http.ServeMux) {
-	mux.Handle("POST /api/publish", s.apiHandler(s.apiPublish))
-	mux.Handle("GET /api/rooms", s.apiHandler(s.apiRooms))
-	mux.Handle("GET /api/rooms/{room}", s.apiHandler(s.apiRoom))
-	mux.Handle("POST /api/mod", s.apiHandler(s.apiModerate))
-	mux.Handle("POST /api/disconnect", s.apiHandler(s.apiDisconnect))
+	routes := []struct {
+		method, path string
+		fn           func(*http.Request) (any, error)
+	}{
+		{"POST", "/api/publish", s.apiPublish},
+		{"GET", "/api/rooms", s.apiRooms},
+		{"GET", "/api/rooms/{room}", s.apiRoom},
+		{"POST", "/api/mod", s.apiModerate},
+		{"POST", "/api/disconnect", s.apiDisconnect},
+	}
+	for _, rt := range routes {
+		mux.Handle(rt.method+" "+rt.path, s.apiHandler(rt.fn))
+		// The path with another method: 405 naming the one it takes
+		// (the catch-all below would say 404). Each path has one method.
+		allow := rt.method
+		mux.Handle(rt.path, s.apiHandler(func(*http.Request) (any, error) {
+			e := apiErr(http.StatusMethodNotAllowed, "method_not_allowed", "this API call takes "+allow)
+			e.allow = allow
+			return nil, e
+		}))
+	}
 	mux.Handle("/api/", s.apiHandler(func(*http.Request) (any, error) {
 		return nil, apiErr(http.StatusNotFound, "not_found", "no such API call")
 	}))

@@ -575,3 +575,24 @@ func TestAPIPprof(t *testing.T) {
 		}
 	}
 }
+
+// TestAPIWrongMethod: a known API path with another method is 405 with
+// Allow (not 404); an unknown path stays 404.
+func TestAPIWrongMethod(t *testing.T) {
+	srv := startAPIRelay(t, nil)
+	for _, c := range []struct{ method, path, allow string }{
+		{"GET", "/api/publish", "POST"},
+		{"PUT", "/api/mod", "POST"},
+		{"GET", "/api/disconnect", "POST"},
+		{"POST", "/api/rooms", "GET"},
+		{"DELETE", "/api/rooms/lobby", "GET"},
+	} {
+		r := callAPI(t, srv, c.method, c.path, apiAuth(testAPIKey), "")
+		r.wantError(t, c.method+" "+c.path, http.StatusMethodNotAllowed, "method_not_allowed")
+		if got := r.header.Get("Allow"); got != c.allow {
+			t.Errorf("%s %s: Allow %q, want %q", c.method, c.path, got, c.allow)
+		}
+	}
+	callAPI(t, srv, "GET", "/api/nothing", apiAuth(testAPIKey), "").wantError(t, "GET /api/nothing", http.StatusNotFound, "not_found")
+	callAPI(t, srv, "GET", "/api/publish", "", "").wantError(t, "GET /api/publish without a key", http.StatusUnauthorized, "unauthorized")
+}

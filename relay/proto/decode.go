@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"unicode/utf8"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -268,10 +269,10 @@ func decodeJSON(b []byte, cmd *Command) error {
 			bad = &FieldError{Field: key, Want: want}
 		}
 	}
-	var since, history *uint64
-	var secs uint64
+	var since, history *jsonUint
+	var ref, secs, seq jsonUint
 	field("t", &cmd.T, "a string")
-	field("ref", &cmd.Ref, "a non-negative integer")
+	field("ref", &ref, "a non-negative integer")
 	field("room", &cmd.Room, "a string")
 	field("body", &cmd.Body, "a string")
 	field("meta", &cmd.Meta, "a map of string to string")
@@ -282,10 +283,10 @@ func decodeJSON(b []byte, cmd *Command) error {
 	field("epoch", &cmd.Epoch, "a string")
 	field("token", &cmd.Token, "a string")
 	field("secs", &secs, "a non-negative integer")
-	field("seq", &cmd.Seq, "a non-negative integer")
-	cmd.Secs = int64(min(secs, 1<<40))
+	field("seq", &seq, "a non-negative integer")
+	cmd.Ref, cmd.Seq, cmd.Secs = uint64(ref), uint64(seq), int64(min(secs, 1<<40))
 	if since != nil {
-		cmd.Since, cmd.HasSince = *since, true
+		cmd.Since, cmd.HasSince = uint64(*since), true
 	}
 	if history != nil {
 		cmd.History, cmd.HasHistory = int(min(*history, 1<<30)), true
@@ -295,3 +296,27 @@ func decodeJSON(b []byte, cmd *Command) error {
 	}
 	return nil
 }
+
+// jsonUint is a non-negative integer of a JSON frame. Some JSON encoders
+// write every number as a float, so 1.0 and 1e2 are taken when integral;
+// 1.5, -1 and numbers past 2^64 are not.
+type jsonUint uint64
+
+func (u *jsonUint) UnmarshalJSON(b []byte) error {
+	var n uint64
+	if err := json.Unmarshal(b, &n); err == nil {
+		*u = jsonUint(n)
+		return nil
+	}
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil {
+		return err
+	}
+	if f < 0 || f != math.Trunc(f) || f >= 1<<64 {
+		return errNotUint
+	}
+	*u = jsonUint(f)
+	return nil
+}
+
+var errNotUint = errors.New("not a non-negative integer")

@@ -65,6 +65,10 @@ func TestDecodeFields(t *testing.T) {
 	f(`{"t":"refresh","ref":7,"token":"a.b.c"}`,
 		m{"t": "refresh", "ref": 7, "token": "a.b.c"},
 		proto.Command{T: "refresh", Ref: 7, Token: "a.b.c"})
+	// Integers written as floats by some JSON encoders: taken when integral.
+	f(`{"t":"join","ref":1.0,"room":"r","since":1e2,"history":20.0}`,
+		m{"t": "join", "ref": 1, "room": "r", "since": 100, "history": 20},
+		proto.Command{T: "join", Ref: 1, Room: "r", Since: 100, HasSince: true, History: 20, HasHistory: true})
 	f(`{"t":"leave","ref":3,"room":"r"}`,
 		m{"t": "leave", "ref": 3, "room": "r"},
 		proto.Command{T: "leave", Ref: 3, Room: "r"})
@@ -220,7 +224,7 @@ func TestDecodeFieldErrors(t *testing.T) {
 		}
 	}
 	for _, k := range []string{"ref", "since", "history", "secs", "seq"} {
-		for _, v := range []string{`"1"`, `1.5`, `1e3`, `true`, `[]`, `{}`, `18446744073709551616`} {
+		for _, v := range []string{`"1"`, `1.5`, `1e-3`, `-1.0`, `1e20`, `true`, `[]`, `{}`, `18446744073709551616`} {
 			js(`{"t":"x","`+k+`":`+v+`}`, k)
 		}
 		for _, v := range []any{"1", 1.5, float32(2), true, []any{}, m{}, []byte{1}} {
