@@ -237,15 +237,15 @@ func (r *Room) encodeFlight() {
 // negotiated compression. Frames that would not shrink go as they are.
 func (r *Room) compressFlight() {
 	fl := &r.fl
-	var d *proto.Deflater
+	if !fl.formats[wireOf(proto.Msgpack, true)] && !fl.formats[wireOf(proto.JSON, true)] {
+		return
+	}
+	d := r.hub.getDeflater()
+	defer r.hub.putDeflater(d)
 	for f := proto.Format(0); f < proto.SSE; f++ {
 		w := wireOf(f, true)
 		if !fl.formats[w] {
 			continue
-		}
-		if d == nil {
-			d = r.hub.getDeflater()
-			defer r.hub.putDeflater(d)
 		}
 		for i := range fl.parts {
 			pt := &fl.parts[i]
