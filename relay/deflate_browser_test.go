@@ -124,4 +124,3 @@ func TestDeflateBrowser(t *testing.T) {
 		t.Fatalf("the relay sent %.0f bytes for %.0f bytes of batches: not compressed", sent, read)
 	}
 }
-
