@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -78,12 +79,17 @@ func batchesOf(t testing.TB, f proto.Format, fs []zFrame) [][]proto.Message {
 	return out
 }
 
-// chatBody is chat-like text of about n bytes.
+// chatBody is chat-like text of n bytes: words of stream chat in an order
+// that varies with i.
 func chatBody(i, n int) string {
-	words := []string{"gg", "that was close", "lol", "no way", "nice shot", "who is streaming next", "pog", "again!"}
+	words := strings.Fields(`gg wp lol pog kekw that was close no way nice shot who is streaming next again what
+		a play did you see it clip that haha he missed the jump hello from Berlin first time here love the stream
+		can you play the song from yesterday the boss fight is so hard today we need more healing chat is moving
+		fast how many hours in this game already great music choice rip the run maybe next time hype <3 xD omg`)
+	r := rand.New(rand.NewPCG(uint64(i), 7))
 	var b strings.Builder
-	for j := i; b.Len() < n; j++ {
-		b.WriteString(words[j%len(words)])
+	for b.Len() < n {
+		b.WriteString(words[r.IntN(len(words))])
 		b.WriteByte(' ')
 	}
 	return b.String()[:n]
