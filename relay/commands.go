@@ -61,7 +61,7 @@ func (s *session) join(c *proto.Command) {
 func (s *session) joinRoom(c *proto.Command, wait bool) {
 	req := shard.JoinRequest{LoopIndex: s.loop.idx, Loop: s.loop, Member: s, Format: s.format,
 		User: s.id.user, Name: s.id.name, Anon: s.id.anon, Since: c.Since, HasSince: c.HasSince, Epoch: c.Epoch,
-		Create: s.srv.ips.roomCreator(s.ip)}
+		Create: s.srv.ips.roomCreator(s.ip), Compressed: s.compressed}
 	switch {
 	case c.HasHistory:
 		req.History = c.History

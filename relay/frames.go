@@ -28,8 +28,9 @@ func (s *session) frames(buf []byte) int {
 		if err == proto.ErrNeedMore {
 			break
 		}
+		z := false
 		if err == nil {
-			err = proto.CheckClientHeader(h)
+			z, err = s.checkHeader(h)
 		}
 		if err != nil {
 			s.close(proto.CloseProtocol, err.Error())
@@ -46,13 +47,24 @@ func (s *session) frames(buf []byte) int {
 		payload := buf[used+hn : end]
 		ws.Cipher(payload, h.Mask, 0)
 		used = end
-		s.frame(h, payload)
+		s.frame(h, payload, z)
 	}
 	return used
 }
 
-// frame handles one whole, unmasked frame.
-func (s *session) frame(h ws.Header, payload []byte) {
+// checkHeader applies RFC 6455's rules to a client frame header, and RFC
+// 7692's if the session negotiated permessage-deflate: RSV1 marks the first
+// frame of a compressed message (z). RSV1 anywhere else, or without the
+// extension, is a protocol error (1002).
+func (s *session) checkHeader(h ws.Header) (z bool, err error) {
+	if s.compressed {
+		return proto.CheckClientHeaderDeflate(h)
+	}
+	return false, proto.CheckClientHeader(h)
+}
+
+// frame handles one whole, unmasked frame; z: its message is compressed.
+func (s *session) frame(h ws.Header, payload []byte, z bool) {
 	switch h.OpCode {
 	case ws.OpPing:
 		s.write(proto.AppendFrame(s.loop.scratch[:0], ws.OpPong, payload))
@@ -72,7 +84,7 @@ func (s *session) frame(h ws.Header, payload []byte) {
 		if h.Fin {
 			op := s.fragOp
 			s.fragOp = 0
-			s.message(op, s.frag)
+			s.data(op, s.frag, s.fragZ)
 			s.frag = s.frag[:0]
 			if cap(s.frag) > 4<<10 {
 				s.frag = nil // idle connections keep no large buffer
@@ -83,13 +95,40 @@ func (s *session) frame(h ws.Header, payload []byte) {
 		case s.fragOp != 0:
 			s.close(proto.CloseProtocol, errInterleaved.Error())
 		case !h.Fin:
-			s.fragOp = byte(h.OpCode)
+			s.fragOp, s.fragZ = byte(h.OpCode), z
 			s.frag = append(s.frag[:0], payload...)
 		default:
-			s.message(byte(h.OpCode), payload)
+			s.data(byte(h.OpCode), payload, z)
 		}
 	}
 }
+
+// data handles one whole message, inflating it first if it is compressed:
+// to at most max_frame bytes (past that 1009, the inflating stops there);
+// a message that does not inflate is 1007.
+func (s *session) data(op byte, data []byte, z bool) {
+	if !z {
+		s.message(op, data)
+		return
+	}
+	l := s.loop
+	if l.infl == nil {
+		l.infl = proto.NewInflater()
+	}
+	b, err := l.infl.Inflate(data, s.srv.cfg.MaxFrame)
+	switch {
+	case err == proto.ErrInflateTooLarge:
+		s.close(proto.CloseTooBig, "inflated message larger than max_frame")
+	case err != nil:
+		s.close(proto.CloseInvalidData, err.Error())
+	default:
+		s.message(op, b)
+	}
+	l.infl.Shrink(inflateKeep)
+}
+
+// inflateKeep is the inflate buffer a loop keeps between messages.
+const inflateKeep = 16 << 10
 
 // peerClosed answers the peer's close frame and ends the session.
 func (s *session) peerClosed(body []byte) {

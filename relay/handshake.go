@@ -6,18 +6,29 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsflate"
 
 	"github.com/roomcast/roomcast/relay/proto"
 )
 
 var headerEnd = []byte("\r\n\r\n")
 
+// deflateParams is what the relay accepts of a permessage-deflate offer
+// (RFC 7692): no context takeover either way, so one compressed frame
+// serves every member and inflating keeps no window between messages.
+// Offers that limit the server's window (server_max_window_bits) are
+// declined: compress/flate always uses 32 KiB.
+var deflateParams = wsflate.Parameters{ServerNoContextTakeover: true, ClientNoContextTakeover: true}
+
 func (u *upgrade) init(l *loop) {
+	u.ext.Parameters = deflateParams
 	u.up = ws.Upgrader{
 		OnRequest: u.onRequest,
 		OnHeader:  u.onHeader,
 		Protocol:  u.onProtocol,
+		Negotiate: u.negotiate,
 		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
 			return nil, u.beforeUpgrade(l)
 		},
@@ -29,6 +40,24 @@ func (u *upgrade) reset(req []byte) {
 	u.out.Reset()
 	u.path, u.token, u.offers, u.chosen, u.format, u.id, u.why = "", "", false, false, proto.Msgpack, nil, ""
 	u.origin, u.ip, u.ipCounted = "", netip.Addr{}, false
+	u.ext.Reset()
+}
+
+// negotiate answers one extension offer: the first acceptable
+// permessage-deflate offer is taken, others (and malformed ones) are
+// declined, as RFC 7692 section 7 wants, without failing the upgrade.
+func (u *upgrade) negotiate(opt httphead.Option) (httphead.Option, error) {
+	accept, err := u.ext.Negotiate(opt)
+	if err != nil {
+		return httphead.Option{}, nil
+	}
+	return accept, nil
+}
+
+// compressed reports whether the upgrade negotiated permessage-deflate.
+func (u *upgrade) compressed() bool {
+	_, ok := u.ext.Accepted()
+	return ok
 }
 
 func (u *upgrade) rejectWith(r refusal, msg string) error {
@@ -170,6 +199,7 @@ func (s *session) upgradeWS(req []byte) bool {
 		s.abort()
 		return false
 	}
+	s.compressed = u.compressed()
 	s.open(u.id, u.format)
 	return true
 }

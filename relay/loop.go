@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsflate"
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/roomcast/roomcast/relay/proto"
@@ -34,8 +35,9 @@ type loop struct {
 	dec      *proto.Decoder
 	enc      *proto.Encoder
 	cmd      proto.Command
-	scratch  []byte  // for control frames
-	up       upgrade // the handshake being parsed
+	scratch  []byte          // for control frames
+	up       upgrade         // the handshake being parsed
+	infl     *proto.Inflater // inflates compressed client messages; made on the first
 }
 
 func newLoop(s *Server, el gnet.EventLoop, idx int) *loop {
@@ -131,5 +133,6 @@ type upgrade struct {
 	why       string // metrics reason of a rejection
 	origin    string
 	ip        netip.Addr
-	ipCounted bool // ips.admit counted the connection
+	ipCounted bool              // ips.admit counted the connection
+	ext       wsflate.Extension // permessage-deflate negotiation
 }

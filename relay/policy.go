@@ -28,11 +28,21 @@ type Namespace struct {
 	SlowMode      *int                 `yaml:"slow_mode"`       // seconds between a user's messages in one room (mods, admins, bots exempt); built-in 0 (off)
 	RateLimits    map[string]RateLimit `yaml:"rate_limits"`     // send limits by role (user, mod, admin, bot); built-in: see defaultRates
 
+	// FlushInterval: an idle room waits up to this long for more messages
+	// before it writes them, so a busy room writes fewer, bigger batches
+	// (e.g. "50ms"; at most maxFlushInterval). Built-in 0: a room writes
+	// as soon as it is idle.
+	FlushInterval *time.Duration `yaml:"flush_interval"`
+
 	// MemberListViewers: anonymous viewers get member lists too; when
 	// false their joined has no members and their presence only a count.
 	// Built-in true.
 	MemberListViewers *bool `yaml:"member_list_viewers"`
 }
+
+// maxFlushInterval bounds Namespace.FlushInterval: a window is a latency
+// every message pays.
+const maxFlushInterval = time.Second
 
 // Roles that send, in the order of policy.rates.
 var sendRoles = []string{roleUser, roleMod, roleAdmin, roleBot}
@@ -118,6 +128,10 @@ func (ps *policies) resolve(cfg *Config, base, ns Namespace, name string) (*poli
 	p.shard.SlowMode = time.Duration(pick(ns.SlowMode, base.SlowMode, 0)) * time.Second
 	if p.shard.MaxMembers < 0 || p.shard.SlowMode < 0 {
 		return nil, fmt.Errorf("namespace %q: max_members and slow_mode must not be negative", name)
+	}
+	p.shard.FlushInterval = pick(ns.FlushInterval, base.FlushInterval, 0)
+	if p.shard.FlushInterval < 0 || p.shard.FlushInterval > maxFlushInterval {
+		return nil, fmt.Errorf("namespace %q: flush_interval must be between 0 and %v", name, maxFlushInterval)
 	}
 	rates := defaultRates(cfg)
 	for _, over := range []map[string]RateLimit{base.RateLimits, ns.RateLimits} {

@@ -29,11 +29,12 @@ type session struct {
 	conn gnet.Conn
 
 	// Set by the upgrade, then read-only.
-	id        *identity
-	format    proto.Format
-	ip        netip.Addr
-	ipCounted bool // counted by Server.ips; released in OnClose
-	sse       bool // an /sse stream, not a WebSocket
+	id         *identity
+	format     proto.Format
+	ip         netip.Addr
+	ipCounted  bool // counted by Server.ips; released in OnClose
+	sse        bool // an /sse stream, not a WebSocket
+	compressed bool // negotiated permessage-deflate: rooms send it compressed frames, it may send them
 
 	// Owned by the event loop.
 	openedAt     time.Time // accepted
@@ -46,6 +47,7 @@ type session struct {
 	joins        ratelimit.Bucket             // joins of this connection
 	frag         []byte                       // a fragmented message being reassembled
 	fragOp       byte                         // its opcode; 0 when none
+	fragZ        bool                         // it is compressed (RSV1 on its first frame)
 	strikes      int                          // rate_limited answers in a row
 	unread       int                          // bytes gnet still holds from the last OnTraffic
 }

@@ -7,38 +7,53 @@ import (
 	"github.com/roomcast/roomcast/relay/proto"
 )
 
-// flight is one flush of a room: its frames, built once per format in use,
+// A wire is a format as members receive it: the plain frames of a format
+// (wire = format), or the compressed ones of a WebSocket format for members
+// that negotiated permessage-deflate (wire = format + proto.NumFormats).
+const numWires = 2 * int(proto.NumFormats)
+
+// wireOf is the wire of a member of format f, compressed or not. SSE is
+// never compressed.
+func wireOf(f proto.Format, compressed bool) uint8 {
+	if compressed && f != proto.SSE {
+		return uint8(f) + uint8(proto.NumFormats)
+	}
+	return uint8(f)
+}
+
+// flight is one flush of a room: its frames, built once per wire in use,
 // and the loops that write them. Only one flight per room is under way at a
 // time, so its buffers are reused from one flight to the next.
 type flight struct {
 	items   []item
-	formats [proto.NumFormats]bool // formats in use when the flight started
+	formats [numWires]bool // wires in use when the flight started (a compressed wire needs its plain one)
 	targets []*loopRoom
 
-	all     [proto.NumFormats][]byte // every frame of the flight, back to back
-	viewers bool                     // the room hides member lists from its anonymous viewers, and has some
-	split   bool                     // viewers, and a presence frame lists members: viewers read vall
-	vall    [proto.NumFormats][]byte // all, with count-only presence frames (when split)
-	parts   []part                   // where each frame lies in all (and vall)
-	minMsg  uint64                   // lowest evn of a batch frame (maxEvn if none)
-	minPres uint64                   // lowest evn of a presence frame (maxEvn if none)
-	msgs    int64                    // messages in the flight
-	oldest  time.Time                // when its first message was sequenced
+	all     [numWires][]byte // every frame of the flight, back to back
+	viewers bool             // the room hides member lists from its anonymous viewers, and has some
+	split   bool             // viewers, and a presence frame lists members: viewers read vall
+	vall    [numWires][]byte // all, with count-only presence frames (when split)
+	parts   []part           // where each frame lies in all (and vall)
+	minMsg  uint64           // lowest evn of a batch frame (maxEvn if none)
+	minPres uint64           // lowest evn of a presence frame (maxEvn if none)
+	msgs    int64            // messages in the flight
+	oldest  time.Time        // when its first message was sequenced
 	scratch [][]byte
 }
 
 type part struct {
-	off, end   [proto.NumFormats]int
-	voff, vend [proto.NumFormats]int // in vall
+	off, end   [numWires]int
+	voff, vend [numWires]int // in vall
 	evn        uint64
 	pres       bool
 	msgs       int64
 }
 
-// kickLocked starts a flight if none is under way and events are pending. It
-// reports whether the caller must call flush after unlocking.
+// kickLocked starts a flight if none is under way, events are pending and
+// the room's flush window (if any) is over. It reports whether the caller
+// must call flush after unlocking.
 func (r *Room) kickLocked() bool {
-	if r.inFlight || len(r.pending) == 0 {
+	if len(r.pending) == 0 || r.waitLocked() || r.inFlight {
 		return false
 	}
 	fl := &r.fl
@@ -72,11 +87,17 @@ func (r *Room) kickLocked() bool {
 	rest := copy(r.pending, r.pending[n:])
 	clear(r.pending[rest:])
 	r.pending = r.pending[:rest]
+	if rest == 0 {
+		r.windowEnd = time.Time{} // what is left (if any) waited its window already
+	}
 	if r.open != nil && n > 0 {
 		r.open = nil // handed out: later leaves start a new event
 	}
-	for f := range fl.formats {
-		fl.formats[f] = f == int(proto.Msgpack) || r.fmtCount[f] > 0
+	for f := range proto.NumFormats {
+		fl.formats[f] = f == proto.Msgpack || r.fmtCount[f] > 0 // fmtCount counts compressed members too
+		if f != proto.SSE {
+			fl.formats[wireOf(f, true)] = r.zCount[f] > 0
+		}
 	}
 	fl.viewers = r.policy.NoViewerList && r.anon > 0
 	fl.targets = fl.targets[:0]
@@ -87,6 +108,45 @@ func (r *Room) kickLocked() bool {
 	}
 	r.inFlight = true
 	return true
+}
+
+// waitLocked reports whether the pending events wait for the room's flush
+// window (Policy.FlushInterval): a window opens with the first pending
+// event and ends FlushInterval later, when a timer kicks the flight. A
+// window's worth of events (MaxBatchMsgs) goes at once.
+func (r *Room) waitLocked() bool {
+	w := r.policy.FlushInterval
+	if w <= 0 || len(r.pending) >= r.hub.cfg.MaxBatchMsgs {
+		return false
+	}
+	now := time.Now()
+	if r.windowEnd.IsZero() {
+		r.windowEnd = now.Add(w)
+	}
+	left := r.windowEnd.Sub(now)
+	if left <= 0 {
+		return false
+	}
+	if !r.windowSet {
+		r.windowSet = true
+		if r.window == nil {
+			r.window = time.AfterFunc(left, r.windowFired)
+		} else {
+			r.window.Reset(left)
+		}
+	}
+	return true
+}
+
+// windowFired ends a flush window. It runs on the timer's goroutine.
+func (r *Room) windowFired() {
+	r.mu.Lock()
+	r.windowSet = false
+	kick := r.kickLocked()
+	r.mu.Unlock()
+	if kick {
+		r.flush()
+	}
 }
 
 // endFlightLocked ends the flight in flight: its items (and the
@@ -168,6 +228,36 @@ func (r *Room) encodeFlight() {
 		}
 		r.addBatch(enc, fl.items[i:j])
 		i = j
+	}
+	r.compressFlight()
+}
+
+// compressFlight builds the compressed wires in use from the plain ones:
+// each frame deflated once, without context, for every member that
+// negotiated compression. Frames that would not shrink go as they are.
+func (r *Room) compressFlight() {
+	fl := &r.fl
+	if !fl.formats[wireOf(proto.Msgpack, true)] && !fl.formats[wireOf(proto.JSON, true)] {
+		return
+	}
+	d := r.hub.getDeflater()
+	defer r.hub.putDeflater(d)
+	for f := proto.Format(0); f < proto.SSE; f++ {
+		w := wireOf(f, true)
+		if !fl.formats[w] {
+			continue
+		}
+		for i := range fl.parts {
+			pt := &fl.parts[i]
+			pt.off[w] = len(fl.all[w])
+			fl.all[w] = d.AppendFrame(fl.all[w], fl.all[f][pt.off[f]:pt.end[f]])
+			pt.end[w] = len(fl.all[w])
+			if fl.split {
+				pt.voff[w] = len(fl.vall[w])
+				fl.vall[w] = d.AppendFrame(fl.vall[w], fl.vall[f][pt.voff[f]:pt.vend[f]])
+				pt.vend[w] = len(fl.vall[w])
+			}
+		}
 	}
 }
 
@@ -314,9 +404,9 @@ func (lr *loopRoom) writeFrom(i int, t *tally) (next int) {
 // deliver writes the frames of fl that the member has not seen yet: usually
 // all of them, in one write.
 func (ms *Membership) deliver(fl *flight) (deliveries, writes int64) {
-	all, view := fl.all[ms.format], ms.anon && fl.split
+	all, view := fl.all[ms.wire], ms.anon && fl.split
 	if view {
-		all = fl.vall[ms.format] // presence with count only
+		all = fl.vall[ms.wire] // presence with count only
 	}
 	if ms.joinDisp < fl.minMsg && ms.joinPres < fl.minPres {
 		ms.m.Deliver(all)
@@ -331,9 +421,9 @@ func (ms *Membership) deliver(fl *flight) (deliveries, writes int64) {
 		if p.evn <= seen {
 			continue
 		}
-		off, end := p.off[ms.format], p.end[ms.format]
+		off, end := p.off[ms.wire], p.end[ms.wire]
 		if view {
-			off, end = p.voff[ms.format], p.vend[ms.format]
+			off, end = p.voff[ms.wire], p.vend[ms.wire]
 		}
 		ms.m.Deliver(all[off:end])
 		deliveries += p.msgs

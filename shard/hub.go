@@ -48,6 +48,7 @@ type Policy struct {
 	MaxMembers    int           // room_full past this many connections; zero means no limit
 	SlowMode      time.Duration // least time between two messages of a user; zero means off
 	NoViewerList  bool          // anonymous viewers get no member lists (joined without members, presence with count only); zero means they do
+	FlushInterval time.Duration // an idle room waits up to this for more events before it flushes; zero means it flushes at once
 }
 
 func (p Policy) history() int {
@@ -115,6 +116,7 @@ type Hub struct {
 	shards [numShards]roomShard
 	Stats  Stats
 	encs   sync.Pool // *proto.Encoder
+	defls  sync.Pool // *proto.Deflater, for compressed flights
 
 	presMu    sync.Mutex
 	presDirty map[*Room]struct{}
@@ -157,6 +159,7 @@ func NewHub(cfg Config) *Hub {
 	}
 	h := &Hub{cfg: cfg, seed: maphash.MakeSeed(), presDirty: map[*Room]struct{}{}, stop: make(chan struct{})}
 	h.encs.New = func() any { return proto.NewEncoder() }
+	h.defls.New = func() any { return proto.NewDeflater() }
 	for i := range h.shards {
 		h.shards[i].rooms = map[string]*Room{}
 	}
@@ -282,6 +285,9 @@ func (h *Hub) Rooms(prefix string, fn func(*Room)) {
 
 func (h *Hub) getEncoder() *proto.Encoder  { return h.encs.Get().(*proto.Encoder) }
 func (h *Hub) putEncoder(e *proto.Encoder) { h.encs.Put(e) }
+
+func (h *Hub) getDeflater() *proto.Deflater  { return h.defls.Get().(*proto.Deflater) }
+func (h *Hub) putDeflater(d *proto.Deflater) { h.defls.Put(d) }
 
 func (h *Hub) markPresence(r *Room) {
 	h.presMu.Lock()

@@ -52,6 +52,7 @@ type Room struct {
 	remote     int                   // connections on other nodes (Bus; else 0)
 	anon       int                   // of which anonymous viewers
 	fmtCount   [proto.NumFormats]int // of which use each format
+	zCount     [proto.NumFormats]int // of which negotiated compression, by format (never SSE)
 	users      map[string]*user
 	emptySince time.Time
 	countDirty bool // a count change awaits the periodic presence
@@ -62,6 +63,9 @@ type Room struct {
 	waiters    []func(error)        // joins waiting for synced (JoinRequest.Wait)
 	behind     []*seqWaiter         // resumes from a seq the Bus has not fed yet
 	lastSent   map[string]time.Time // by user, while in slow mode
+	windowEnd  time.Time            // when the open flush window ends; zero while none is open (Policy.FlushInterval)
+	windowSet  bool                 // window is armed
+	window     *time.Timer          // made on the first window; calls windowFired
 
 	lastUse   atomic.Int64 // unix nanos of the last Hub.Room or Hub.Open lookup; the reaper spares recent ones
 	fl        flight       // the flush in flight: written by the flusher, read by the loop tasks
@@ -124,6 +128,7 @@ type Membership struct {
 	lr       *loopRoom
 	m        Member
 	format   proto.Format
+	wire     uint8 // the flight's frames it reads: its format, compressed or not
 	user     string
 	anon     bool
 	idx      int    // position in lr.members; owned by the loop
@@ -177,6 +182,11 @@ type JoinRequest struct {
 	HasSince  bool
 	Epoch     string // the epoch Since belongs to; "" means the room's. Another epoch makes Since a gap
 	History   int    // recent messages wanted without Since (or with a gap); negative means all kept
+
+	// Compressed: the member negotiated permessage-deflate and gets the
+	// flight's frames compressed (once per flight, for all such members).
+	// Ignored for SSE.
+	Compressed bool
 
 	// Create, if set, is called when the join would create the room, before
 	// it is created; its error fails the join (a per-client limit on room
@@ -250,7 +260,11 @@ func (r *Room) join(req *JoinRequest) (*Membership, JoinResult, error) {
 	if lr.loop == nil {
 		lr.loop = req.Loop
 	}
-	ms := &Membership{room: r, lr: lr, m: req.Member, format: req.Format, user: req.User, anon: req.Anon, idx: len(lr.members)}
+	ms := &Membership{room: r, lr: lr, m: req.Member, format: req.Format, wire: wireOf(req.Format, req.Compressed),
+		user: req.User, anon: req.Anon, idx: len(lr.members)}
+	if ms.wire != uint8(ms.format) {
+		r.zCount[ms.format]++
+	}
 	lr.members = append(lr.members, ms)
 	lr.count++
 	r.count++
@@ -428,6 +442,9 @@ func (ms *Membership) Leave() {
 	}
 	r.hub.Stats.Members.Add(-1)
 	r.fmtCount[ms.format]--
+	if ms.wire != uint8(ms.format) {
+		r.zCount[ms.format]--
+	}
 	gone := ""
 	if u := r.users[ms.user]; !ms.anon && u != nil {
 		if u.conns--; u.conns == 0 {
