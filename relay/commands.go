@@ -180,6 +180,9 @@ func (s *session) send(c *proto.Command) {
 		s.limited(c, "send", proto.CodeRateLimited, "sending too fast", wait)
 		return
 	}
+	if whisper && !s.chargeInbox(c) {
+		return
+	}
 	m := &shard.Message{From: s.id.user, Name: s.id.name,
 		Body: c.Body, Badges: s.id.badges, Meta: c.Meta, SlowExempt: s.id.role != roleUser}
 	switch {

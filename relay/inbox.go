@@ -78,18 +78,24 @@ func whisperErr(err error) error {
 	return err
 }
 
-// whisper sequences a checked whisper without a hook. Called on the loop.
-func (s *session) whisper(c *proto.Command, m *shard.Message) {
-	if s.srv.hub.Lookup(c.Room) == nil {
-		// Whispers create inboxes: charged to the sender's address like
-		// any room creation.
-		if create := s.srv.ips.roomCreator(s.ip); create != nil {
-			if err := create(); err != nil {
-				s.refused(c, "room", err)
-				return
-			}
+// chargeInbox charges a whisper into an inbox that does not exist yet to
+// the sender's address like any room creation (Config.IPRoomRate); false
+// if refused (answered). Called on the loop.
+func (s *session) chargeInbox(c *proto.Command) bool {
+	if s.srv.hub.Lookup(c.Room) != nil {
+		return true
+	}
+	if create := s.srv.ips.roomCreator(s.ip); create != nil {
+		if err := create(); err != nil {
+			s.refused(c, "room", err)
+			return false
 		}
 	}
+	return true
+}
+
+// whisper sequences a checked whisper without a hook. Called on the loop.
+func (s *session) whisper(c *proto.Command, m *shard.Message) {
 	if s.srv.bus != nil {
 		ref, room, start := c.Ref, c.Room, s.lastRecv
 		s.srv.hub.Send(room, m, func(seq uint64, err error) { // a bus goroutine
