@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -180,17 +181,23 @@ func (h *publishHook) enqueue(t *hookTicket) bool {
 // Its own goroutine.
 func (h *publishHook) call(t *hookTicket) {
 	srv := t.s.srv
-	defer func() {
-		if p := recover(); p != nil {
-			srv.cfg.Logger.Error("publish hook panicked", "panic", fmt.Sprint(p))
-			h.finish(t, newCodeError(proto.CodeInternal, "internal error"))
-		}
-	}()
 	start := time.Now()
-	outcome, err := h.ask(t)
+	outcome, err := h.safeAsk(t)
 	srv.metrics.hookSeconds.Observe(time.Since(start).Seconds())
 	srv.metrics.hook[outcome].Inc()
 	h.finish(t, err)
+}
+
+// safeAsk is ask, a panic in which refuses the message (internal) and is
+// logged, so that the room's queue moves on.
+func (h *publishHook) safeAsk(t *hookTicket) (o hookOutcome, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			t.s.srv.cfg.Logger.Error("publish hook panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			o, err = hookError, newCodeError(proto.CodeInternal, "internal error")
+		}
+	}()
+	return h.ask(t)
 }
 
 // finish records t's answer and sequences the answered tickets at the head
