@@ -187,3 +187,21 @@ func TestWebhookBoundedWhenDown(t *testing.T) {
 		t.Fatalf("backlog %v, want 6 (5 queued, 1 being retried)", b)
 	}
 }
+
+// Bad publish hooks and webhooks are refused when the relay is made.
+func TestBackendConfigErrors(t *testing.T) {
+	f := func(name string, mod func(*relay.Config)) {
+		t.Helper()
+		cfg := relay.Config{Listen: "127.0.0.1:0", Admin: "off"}
+		mod(&cfg)
+		if _, err := relay.New(cfg); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	f("hook url", hooked("chat", relay.PublishHook{URL: "ftp://x"}))
+	f("on_error", hooked("chat", relay.PublishHook{URL: "http://x", OnError: "maybe"}))
+	f("webhook secret", func(c *relay.Config) { c.Webhooks = []relay.Webhook{{URL: "http://x"}} })
+	f("webhook event", func(c *relay.Config) {
+		c.Webhooks = []relay.Webhook{{URL: "http://x", Secret: "k", Events: []string{"typing"}}}
+	})
+}
