@@ -235,6 +235,15 @@ func (e *events) member(typ int, room string, id *identity) {
 	e.raise(typ, room, func() *webhookEvent { return &webhookEvent{User: id.user, Name: id.name} })
 }
 
+// closed raises the leave event of a WebSocket session that closed while
+// in room (an /sse stream raises neither join nor leave). Called on the
+// session's loop.
+func (e *events) closed(room string, ss *session) {
+	if e != nil && !ss.sse {
+		e.member(evLeave, room, ss.id)
+	}
+}
+
 // moderation raises a moderation event. Any goroutine.
 func (e *events) moderation(req modRequest, actor string) {
 	if e == nil || !e.wants[evModeration] {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -204,4 +205,31 @@ func TestBackendConfigErrors(t *testing.T) {
 	f("webhook event", func(c *relay.Config) {
 		c.Webhooks = []relay.Webhook{{URL: "http://x", Secret: "k", Events: []string{"typing"}}}
 	})
+}
+
+// join and leave events: a leave frame and a closed connection each raise
+// a leave; anonymous viewers raise nothing.
+func TestWebhookJoinLeave(t *testing.T) {
+	sink, url := newEventSink(t, "k", ok200)
+	srv := startRelay(t, func(c *relay.Config) {
+		c.Webhooks = []relay.Webhook{{URL: url, Secret: "k", Events: []string{"join", "leave"}, BatchWait: 10 * time.Millisecond}}
+	})
+	anon := dial(t, srv, dialOpts{})
+	anon.join("r:1", 1)
+	bob := userClient(t, srv, "bob")
+	bob.join("r:1", 1)
+	bob.send(map[string]any{"t": "leave", "room": "r:1", "ref": 2})
+	bob.expect("left")
+	bob.join("r:2", 3)
+	bob.conn.Close()
+	eventually(t, "4 events", func() bool { return len(sink.events()) >= 4 })
+	time.Sleep(50 * time.Millisecond) // nothing more comes
+	var got []string
+	for _, e := range sink.events() {
+		got = append(got, e.Type+" "+e.Room+" "+e.User)
+	}
+	want := []string{"join r:1 bob", "leave r:1 bob", "join r:2 bob", "leave r:2 bob"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("events %q, want %q", got, want)
+	}
 }
