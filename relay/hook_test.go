@@ -111,6 +111,15 @@ func TestHookKeepsOrder(t *testing.T) {
 		<-gates[c.Body]
 		return map[string]any{"allow": true}
 	})
+	t.Cleanup(func() { // before the backend closes, if the test failed early
+		for _, g := range gates {
+			select {
+			case <-g:
+			default:
+				close(g)
+			}
+		}
+	})
 	srv := startRelay(t, hooked("chat", relay.PublishHook{URL: be.URL, Timeout: 5 * time.Second}))
 	a := userClient(t, srv, "alice")
 	b := userClient(t, srv, "bob")
@@ -151,6 +160,9 @@ func TestHookOnlyThatRoomWaits(t *testing.T) {
 		}
 		return map[string]any{"allow": true}
 	})
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold) }) }
+	t.Cleanup(release) // before the backend closes, if the test failed early
 	srv := startRelay(t, hooked("chat", relay.PublishHook{URL: be.URL, Timeout: 5 * time.Second, MaxInflight: 2}))
 	a := userClient(t, srv, "alice")
 	a.join("chat:slow", 1)
@@ -164,7 +176,7 @@ func TestHookOnlyThatRoomWaits(t *testing.T) {
 	if e := a.expectError(13); e.str("code") != "unavailable" {
 		t.Fatalf("got %v, want unavailable past max_inflight", e)
 	}
-	close(hold)
+	release()
 	a.expectAck(10)
 	a.expectAck(11)
 	a.sendRef("chat:fast", "quick", 14)
