@@ -94,6 +94,7 @@ func New(cfg Config) (*Server, error) {
 	s.hub = shard.NewHub(hc)
 	s.metrics = newMetrics(s)
 	if s.events, err = newEvents(s); err != nil {
+		s.hub.Close()
 		s.closeBus()
 		return nil, fmt.Errorf("bad webhook: %w", err)
 	}
