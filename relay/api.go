@@ -176,6 +176,7 @@ func (s *Server) apiPublish(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err // answered from the error table by apiHandler
 	}
+	s.events.message(req.Room, seq, &shard.Message{From: req.From, Name: req.Name, Body: req.Body, Meta: req.Meta})
 	return map[string]uint64{"seq": seq}, nil
 }
 

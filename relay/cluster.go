@@ -68,6 +68,9 @@ func (s *Server) busReady() string {
 func (s *session) sendBus(c *proto.Command, m *shard.Message) {
 	ref, room, start := c.Ref, c.Room, s.lastRecv
 	s.srv.hub.Send(room, m, func(seq uint64, err error) { // a bus goroutine, or at once
+		if err == nil {
+			s.srv.events.message(room, seq, m) // webhooks (webhook.go)
+		}
 		t := sendDone{s: s, ref: ref, room: room, seq: seq, err: err, start: start}
 		if s.loop.Execute(t) != nil {
 			return // the loop is gone (shutdown): so is the session

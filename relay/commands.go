@@ -26,7 +26,11 @@ func (s *session) command(c *proto.Command) {
 	case proto.TPing:
 		s.reply(&proto.Pong{T: proto.TPong, Ref: c.Ref})
 	case proto.TMod:
-		s.mod(c)
+		if c.Action == actBlock || c.Action == actUnblock {
+			s.block(c) // inbox owners (inbox.go)
+		} else {
+			s.mod(c)
+		}
 	case proto.TRefresh:
 		s.refresh(c)
 	default:
@@ -47,6 +51,10 @@ func (s *session) join(c *proto.Command) {
 	}
 	if !roomAllowed(s.id.rooms, c.Room) {
 		s.fail(c.Ref, proto.CodeForbidden, "your token does not allow this room", c.Room)
+		return
+	}
+	if !s.srv.mayRead(s.id, c.Room) {
+		s.refused(c, "room", errInboxJoin)
 		return
 	}
 	if ok, wait := s.joins.Take(ratelimit.Limits(s.srv.cfg.JoinRate), time.Now()); !ok {
@@ -91,6 +99,7 @@ func (s *session) joinRoom(c *proto.Command, wait bool) {
 		s.rooms = make(map[string]*shard.Membership, 2)
 	}
 	s.rooms[c.Room] = ms
+	s.srv.events.member(evJoin, c.Room, s.id)
 	s.joined(c, res)
 }
 
@@ -141,6 +150,7 @@ func (s *session) leave(c *proto.Command) {
 	}
 	delete(s.rooms, c.Room)
 	ms.Leave()
+	s.srv.events.member(evLeave, c.Room, s.id)
 	s.reply(&proto.Left{T: proto.TLeft, Ref: c.Ref, Room: c.Room})
 }
 
@@ -149,18 +159,16 @@ func (s *session) send(c *proto.Command) {
 		s.fail(c.Ref, proto.CodeForbidden, "anonymous viewers cannot send", c.Room)
 		return
 	}
+	whisper := false
 	if s.rooms[c.Room] == nil {
-		// A ban removes the membership, so the banned land here: tell
-		// them so. (A member's sends are checked for bans by Publish.)
-		switch {
-		case !proto.ValidRoom(c.Room):
-			s.fail(c.Ref, proto.CodeBadRoom, "bad room name", c.Room)
-		case s.srv.banned(c.Room, s.id.user):
-			s.fail(c.Ref, proto.CodeBanned, "you are banned from this room", c.Room)
-		default:
-			s.fail(c.Ref, proto.CodeNotJoined, "join the room before sending", c.Room)
+		if whisper = s.whisperable(c.Room); !whisper {
+			s.notMember(c)
+			return
 		}
-		return
+		if err := s.srv.checkWhisper(c.Room, s.id.user); err != nil {
+			s.refused(c, "send", err)
+			return
+		}
 	}
 	if msg, code := s.srv.checkMessage(c.Body, c.Meta); code != "" {
 		s.fail(c.Ref, code, msg, c.Room)
@@ -172,17 +180,46 @@ func (s *session) send(c *proto.Command) {
 		s.limited(c, "send", proto.CodeRateLimited, "sending too fast", wait)
 		return
 	}
-	m := &shard.Message{From: s.id.user, Name: s.id.name,
-		Body: c.Body, Badges: s.id.badges, Meta: c.Meta, SlowExempt: s.id.role != roleUser}
-	if s.srv.bus != nil {
-		s.sendBus(c, m) // answered once the bus stored it
+	if whisper && !s.chargeInbox(c) {
 		return
 	}
-	seq, err := s.srv.hub.Publish(c.Room, m)
+	m := &shard.Message{From: s.id.user, Name: s.id.name,
+		Body: c.Body, Badges: s.id.badges, Meta: c.Meta, SlowExempt: s.id.role != roleUser}
+	switch {
+	case pol.hook != nil:
+		s.sendHooked(c, m, pol.hook, whisper) // answered once the hook and the room did (hook.go)
+	case whisper:
+		s.whisper(c, m) // inbox.go
+	case s.srv.bus != nil:
+		s.sendBus(c, m) // answered once the bus stored it
+	default:
+		seq, err := s.srv.hub.Publish(c.Room, m)
+		s.published(c, m, seq, err)
+	}
+}
+
+// notMember answers a send into a room the session has not joined. A ban
+// removes the membership, so the banned land here: tell them so. (A
+// member's sends are checked for bans by Publish.)
+func (s *session) notMember(c *proto.Command) {
+	switch {
+	case !proto.ValidRoom(c.Room):
+		s.fail(c.Ref, proto.CodeBadRoom, "bad room name", c.Room)
+	case s.srv.banned(c.Room, s.id.user):
+		s.fail(c.Ref, proto.CodeBanned, "you are banned from this room", c.Room)
+	default:
+		s.fail(c.Ref, proto.CodeNotJoined, "join the room before sending", c.Room)
+	}
+}
+
+// published answers a send sequenced in memory mode (seq) or refused (err).
+// Called on the loop.
+func (s *session) published(c *proto.Command, m *shard.Message, seq uint64, err error) {
 	if err != nil {
 		s.refused(c, "send", err)
 		return
 	}
+	s.srv.events.message(c.Room, seq, m)
 	s.strikes = 0
 	s.srv.metrics.sendsAccepted.Inc()
 	s.srv.metrics.acceptToSequenced.Observe(time.Since(s.lastRecv).Seconds())

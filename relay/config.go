@@ -79,6 +79,15 @@ type Config struct {
 	NATSStream   string // JetStream stream of the rooms; zero means "ROOMCAST"
 	NATSReplicas int    // replicas of the stream if this node creates it; zero means 1
 
+	// InboxNamespace is the namespace of users' inboxes: the room
+	// "<namespace>:<sub>" may be joined only by the user sub (every
+	// connection of theirs), and others may whisper into it (see
+	// Namespace.Whispers). Zero means "user"; "off" means no inboxes.
+	InboxNamespace string
+	// Webhooks receive batches of room events, signed (see webhook.go);
+	// zero means none.
+	Webhooks []Webhook
+
 	// Hub overrides the room engine's settings; Loops and Policy are set by
 	// the Server, MaxRooms (if zero) from MaxRoomsTotal.
 	Hub shard.Config
@@ -147,6 +156,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.NodeID == "" {
 		c.NodeID, _ = os.Hostname()
+	}
+	if c.InboxNamespace == "" {
+		c.InboxNamespace = "user"
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

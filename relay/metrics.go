@@ -33,6 +33,8 @@ type metrics struct {
 	apiCalls       prometheus.Counter
 	modActions     map[string]prometheus.Counter // by action
 	panics         *panicStats
+	hook           [numHookOutcomes]prometheus.Counter // publish hook calls by outcome (hook.go)
+	hookSeconds    prometheus.Histogram                // publish hook call time
 
 	acceptToSequenced prometheus.Histogram
 	fanout            prometheus.Histogram // sequenced to written, for the last loop of a flush
@@ -72,6 +74,13 @@ func newMetrics(s *Server) *metrics {
 	m.fanout = hist("roomcast_fanout_seconds", "From a flush's oldest message being sequenced to the last member of the room written (fan-out time of a whole room).", latencyBuckets)
 	m.handshake = hist("roomcast_handshake_seconds", "From accepting a connection to the WebSocket upgrade done.", latencyBuckets)
 	m.batchSize = hist("roomcast_batch_messages", "Messages per batch frame.", prometheus.ExponentialBuckets(1, 2, 10))
+	m.hookSeconds = hist("roomcast_publish_hook_seconds", "Time of publish hook calls, answered or not.", latencyBuckets)
+	hook := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomcast_publish_hook_requests_total",
+		Help: "Messages sent through a publish hook, by outcome: allow, rewrite, deny, timeout, error (on_error decided), overloaded (max_inflight: unavailable, not called)."}, []string{"outcome"})
+	f(hook)
+	for i, n := range hookOutcomeNames {
+		m.hook[i] = hook.WithLabelValues(n)
+	}
 	rl := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomcast_ratelimit_hits_total",
 		Help: "Requests refused by a rate limit, by kind."}, []string{"kind"})
 	f(rl)

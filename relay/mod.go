@@ -62,6 +62,7 @@ func (s *Server) moderate(req modRequest, actor string) error {
 	}
 	s.shareMod(req) // cluster-wide and durable with a bus (cluster.go)
 	s.metrics.modActions[req.Action].Inc()
+	s.events.moderation(req, actor) // webhooks (webhook.go)
 	s.cfg.Logger.Info("moderation", "actor", actor, "room", req.Room, "action", req.Action,
 		"user", req.User, "secs", req.Secs, "seq", req.Seq)
 	return nil

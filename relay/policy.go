@@ -38,6 +38,14 @@ type Namespace struct {
 	// false their joined has no members and their presence only a count.
 	// Built-in true.
 	MemberListViewers *bool `yaml:"member_list_viewers"`
+
+	// Whispers: in the inbox namespace (Config.InboxNamespace), users other
+	// than an inbox's owner may send into it without joining. Off leaves
+	// inboxes to the backend (admin API). Built-in true.
+	Whispers *bool `yaml:"whispers"`
+	// PublishHook asks a backend before each message sent by a client in
+	// this namespace is sequenced (see hook.go); built-in none.
+	PublishHook *PublishHook `yaml:"publish_hook"`
 }
 
 // maxFlushInterval bounds Namespace.FlushInterval: a window is a latency
@@ -73,6 +81,9 @@ type policy struct {
 	shard   shard.Policy
 	rates   []ratelimit.Limits // by roleIndex
 	limiter *ratelimit.Limiter // send buckets by user id
+
+	whispers bool         // Namespace.Whispers
+	hook     *publishHook // nil: no publish hook
 }
 
 // policies resolves Config.Namespaces. Namespaces that set their own rate
@@ -149,6 +160,14 @@ func (ps *policies) resolve(cfg *Config, base, ns Namespace, name string) (*poli
 	for _, r := range rates {
 		p.rates = append(p.rates, ratelimit.Limits{Rate: r.Rate, Burst: r.Burst})
 	}
+	p.whispers = pick(ns.Whispers, base.Whispers, true)
+	if ph := cmpOr(ns.PublishHook, base.PublishHook); ph != nil {
+		h, err := newPublishHook(*ph)
+		if err != nil {
+			return nil, fmt.Errorf("namespace %q: publish_hook: %w", name, err)
+		}
+		p.hook = h
+	}
 	return p, nil
 }
 
@@ -162,6 +181,14 @@ func pick[T any](a, b *T, d T) T {
 		return *b
 	}
 	return d
+}
+
+// cmpOr returns a if it is not nil, else b.
+func cmpOr[T any](a, b *T) *T {
+	if a != nil {
+		return a
+	}
+	return b
 }
 
 // sweep reclaims idle buckets of every namespace.

@@ -35,6 +35,7 @@ type Server struct {
 	auth     *authenticator
 	metrics  *metrics
 	bus      *natsbus.Bus // nil in memory mode
+	events   *events      // webhooks; nil without any
 
 	// Set while starting, then read-only.
 	eng       gnet.Engine
@@ -92,6 +93,11 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.hub = shard.NewHub(hc)
 	s.metrics = newMetrics(s)
+	if s.events, err = newEvents(s); err != nil {
+		s.hub.Close()
+		s.closeBus()
+		return nil, fmt.Errorf("bad webhook: %w", err)
+	}
 	if s.bus != nil {
 		s.metrics.registerBus(s.bus)
 		s.bus.WatchModeration(s.applyMod)
@@ -133,8 +139,9 @@ func (s *Server) Start() error {
 		}
 		return fmt.Errorf("cannot start relay on %s: %w", s.cfg.Listen, err)
 	}
-	s.bg.Add(1)
+	s.bg.Add(1 + s.events.senders())
 	go s.tick()
+	s.events.start(s.quit, s.bg.Done)
 	s.cfg.Logger.Info("roomcast relay listening", "public", s.addr, "admin", cmp.Or(s.adminAddr, "admin API off"), "loops", s.cfg.Loops,
 		"max_conns", s.cfg.MaxConns, "backlog", listenBacklog(s.cfg.MaxConns))
 	return nil

@@ -84,6 +84,7 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	for name, ms := range ss.rooms {
 		delete(ss.rooms, name)
 		ms.Leave()
+		s.events.closed(name, ss) // webhooks (webhook.go)
 	}
 	switch {
 	case ss.sse:

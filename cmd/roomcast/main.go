@@ -90,11 +90,11 @@ func run(args []string, stderr io.Writer) error {
 		return err
 	}
 	given := cmdline(fs)
-	ns, err := applyEnvAndFile(fs, *configFile)
+	doc, err := applyEnvAndFile(fs, *configFile)
 	if err != nil {
 		return err
 	}
-	cfg.Namespaces = ns
+	cfg.Namespaces, cfg.Webhooks, cfg.InboxNamespace = doc.Namespaces, doc.Webhooks, doc.InboxNamespace
 	cfg.NoAnonymous = !*anonymous
 	cfg.AllowedOrigins = splitList(*origins)
 	cfg.IPExempt = splitList(*exempt)
@@ -117,30 +117,35 @@ func run(args []string, stderr io.Writer) error {
 	return serve(cfg, stderr)
 }
 
+// configFile is what a YAML config holds besides flags.
+type configFile struct {
+	Namespaces     map[string]relay.Namespace `yaml:"namespaces"`
+	Webhooks       []relay.Webhook            `yaml:"webhooks"`        // see README, Your backend
+	InboxNamespace string                     `yaml:"inbox_namespace"` // relay.Config.InboxNamespace
+	Flags          map[string]any             `yaml:",inline"`
+}
+
 // applyEnvAndFile sets every flag not given on the command line from
-// ROOMCAST_<NAME>, else from the YAML file, and returns the file's
-// namespaces (room policies).
-func applyEnvAndFile(fs *flag.FlagSet, file string) (map[string]relay.Namespace, error) {
-	var doc struct {
-		Namespaces map[string]relay.Namespace `yaml:"namespaces"`
-		Flags      map[string]any             `yaml:",inline"`
-	}
+// ROOMCAST_<NAME>, else from the YAML file, and returns the file's other
+// settings: namespaces (room policies), webhooks, the inbox namespace.
+func applyEnvAndFile(fs *flag.FlagSet, file string) (configFile, error) {
+	var doc configFile
 	if file != "" {
 		b, err := os.ReadFile(file)
 		if err != nil {
-			return nil, fmt.Errorf("cannot read config: %w", err)
+			return doc, fmt.Errorf("cannot read config: %w", err)
 		}
 		dec := yaml.NewDecoder(bytes.NewReader(b))
 		dec.KnownFields(true)
 		if err := dec.Decode(&doc); err != nil && err != io.EOF {
-			return nil, fmt.Errorf("cannot parse config %s: %w", file, err)
+			return doc, fmt.Errorf("cannot parse config %s: %w", file, err)
 		}
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	for key := range doc.Flags {
 		if fs.Lookup(key) == nil || key == "config" {
-			return nil, fmt.Errorf("config %s: unknown key %q", file, key)
+			return doc, fmt.Errorf("config %s: unknown key %q", file, key)
 		}
 	}
 	var err error
@@ -161,7 +166,7 @@ func applyEnvAndFile(fs *flag.FlagSet, file string) (map[string]relay.Namespace,
 			}
 		}
 	})
-	return doc.Namespaces, err
+	return doc, err
 }
 
 // splitList splits a comma-separated flag value; empty gives nil.
