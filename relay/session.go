@@ -34,6 +34,9 @@ type session struct {
 	ip        netip.Addr
 	ipCounted bool // counted by Server.ips; released in OnClose
 	sse       bool // an /sse stream, not a WebSocket
+	// An admitted /sse request waiting for its room to catch up with the
+	// bus (sseJoin): still stateHTTP, it reads nothing more. Owned by the loop.
+	sseWaiting bool
 
 	// Owned by the event loop.
 	openedAt     time.Time // accepted
@@ -113,13 +116,13 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	ss.lastRecv = time.Now()
 	ss.loop.bytesIn.Add(int64(len(buf) - ss.unread)) // bytes left from the last call were counted then
 	used := 0
-	if ss.state == stateHTTP {
+	if ss.state == stateHTTP && !ss.sseWaiting {
 		used = ss.handshake(buf)
 	}
 	if ss.state == stateOpen && !ss.sse { // an event stream reads nothing after its request
 		used += ss.frames(buf[used:])
 	}
-	if ss.state >= stateClosing || ss.sse {
+	if ss.state >= stateClosing || ss.sse || ss.sseWaiting {
 		used = len(buf) // discard whatever else comes
 	}
 	if used > 0 { // Discard(0) would discard everything
