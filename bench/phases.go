@@ -140,6 +140,7 @@ func runWorker(ctx context.Context, p plan, cmds <-chan command, emit func(event
 		return
 	}
 	w.run(runCtx, time.Unix(0, c.At))
+	w.awaitAcks(runCtx)
 	emit(event{Kind: evAcks, Acks: w.acks()})
 	if c, err = await(ctx, drainCh); err != nil {
 		w.teardown()
@@ -290,6 +291,30 @@ func (w *worker) storm(ctx context.Context, at time.Time) {
 	forEach(readers, 4*w.cfg.DialConcurrency, func(m *member) { m.close(time.Second) })
 	w.connectAll(ctx, readers, true, false)
 	w.phases.ReconnectEnd = time.Now().UnixNano()
+}
+
+// awaitAcks waits until every send of this worker was answered (ack or
+// error), or DrainTimeout passes, so that the acks it reports, which the
+// loss check and the drain go by, cover the messages sent last too: in a
+// cluster acks come after a JetStream round trip, and members on other
+// relays get the message after it. Without this wait the last messages
+// were neither waited for nor counted as lost.
+func (w *worker) awaitAcks(ctx context.Context) {
+	deadline := time.Now().Add(w.cfg.DrainTimeout)
+	for time.Now().Before(deadline) {
+		var sent, answered int64
+		for _, st := range w.nodes {
+			c := st.snapshot()
+			sent, answered = sent+c[cSent], answered+c[cAcked]
+			errs, _, _ := st.copyMaps()
+			for _, n := range errs {
+				answered += n
+			}
+		}
+		if answered >= sent || !sleepUntil(ctx, time.Now().Add(20*time.Millisecond)) {
+			return
+		}
+	}
 }
 
 // drain waits until every live, reading member has every message acked in
