@@ -34,9 +34,6 @@ type session struct {
 	ip        netip.Addr
 	ipCounted bool // counted by Server.ips; released in OnClose
 	sse       bool // an /sse stream, not a WebSocket
-	// An admitted /sse request waiting for its room to catch up with the
-	// bus (sseJoin): still stateHTTP, it reads nothing more. Owned by the loop.
-	sseWaiting bool
 
 	// Owned by the event loop.
 	openedAt     time.Time // accepted
@@ -45,6 +42,7 @@ type session struct {
 	lastRecv     time.Time // any bytes received
 	lastPing     time.Time
 	closingSince time.Time
+	sseWaiting   bool                         // an admitted /sse request waiting for its room to catch up with the bus (sseJoin): still stateHTTP, it reads nothing more
 	rooms        map[string]*shard.Membership // made on the first join
 	joins        ratelimit.Bucket             // joins of this connection
 	frag         []byte                       // a fragmented message being reassembled

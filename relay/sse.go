@@ -232,16 +232,16 @@ func (s *session) openSSE(req *http.Request) {
 	}
 	jr.User, jr.Name, jr.Anon, jr.Create = id.user, id.name, id.anon, srv.ips.roomCreator(a.ip)
 	s.ip, s.ipCounted = a.ip, true // released by OnClose from now on
-	s.sseJoin(sseJoin{s: s, room: room, jr: jr, id: id, origin: req.Header.Get("Origin")}, srv.bus != nil)
+	s.sseJoin(ssePending{s: s, room: room, jr: jr, id: id, origin: req.Header.Get("Origin")}, srv.bus != nil)
 }
 
-// sseJoin is an admitted /sse request joining its room. In cluster and
+// ssePending is an admitted /sse request joining its room. In cluster and
 // durable modes a room still catching up with the bus makes it wait: the
 // connection stays unanswered (and reads nothing, see session.sseWaiting)
 // until the join is made again on its loop, as a task (Run), once the room
 // caught up; so the history and ids are those of the stream. The wait is
 // bounded by the handshake timeout.
-type sseJoin struct {
+type ssePending struct {
 	s      *session
 	room   string
 	jr     shard.JoinRequest
@@ -252,7 +252,7 @@ type sseJoin struct {
 
 // sseJoin joins j's room and opens the stream, or makes it wait (with
 // wait), or answers j.err or the join's error. Called on the loop.
-func (s *session) sseJoin(j sseJoin, wait bool) {
+func (s *session) sseJoin(j ssePending, wait bool) {
 	srv := s.srv
 	if wait {
 		j.jr.Wait = func(err error) { // any goroutine
@@ -294,7 +294,7 @@ func (s *session) sseJoin(j sseJoin, wait bool) {
 }
 
 // Run makes a join that waited for its room again, on the session's loop.
-func (j sseJoin) Run(context.Context) error {
+func (j ssePending) Run(context.Context) error {
 	s := j.s
 	defer s.srv.rescue(s.conn, siteTask)
 	if s.state != stateHTTP || !s.sseWaiting {
