@@ -224,4 +224,9 @@ func TestConfigErrors(t *testing.T) {
 	f(Config{JWTSecret: "s", Connections: 10, Rooms: 20}, true)
 	f(Config{JWTSecret: "s", Sample: 2}, true)
 	f(Config{JWTSecret: "s", Procs: -1}, true)
+	f(Config{JWTSecret: "s", URL: "ws://a/ws, ws://b/ws", MetricsURL: "http://a/metrics,http://b/metrics"}, false)
+	f(Config{JWTSecret: "s", URL: "ws://a/ws,ws://b/ws", MetricsURL: "http://a/metrics"}, true) // one per relay
+	f(Config{JWTSecret: "s", URL: "ws://a/ws,ws://b/ws", RelayPID: 7}, true)
+	f(Config{JWTSecret: "s", URL: " , "}, true)
+	f(Config{JWTSecret: "s", URL: "ws://a/ws,http://b"}, true)
 }

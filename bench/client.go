@@ -27,6 +27,8 @@ type member struct {
 	// Static after newWorker.
 	w    *worker
 	idx  int
+	node int    // index of its relay in Config.URL
+	st   *stats // its relay's: the worker's totals are their sum
 	spec memberSpec
 	room string // "" without a room
 	user string // token subject
@@ -89,11 +91,11 @@ func (m *member) connect(ctx context.Context, resume bool) error {
 
 // handshake opens the connection and waits for hello.
 func (m *member) handshake(ctx context.Context, resume bool) error {
-	hist := m.w.st.handshake
+	hist := m.st.handshake
 	if resume {
-		hist = m.w.st.reHandshake
+		hist = m.st.reHandshake
 	} else {
-		m.w.st.inc(cDialed)
+		m.st.inc(cDialed)
 	}
 	t0 := time.Now()
 	conn, br, err := m.w.dial(ctx, m)
@@ -111,9 +113,9 @@ func (m *member) handshake(ctx context.Context, resume bool) error {
 
 // enter joins the member's room and waits for joined.
 func (m *member) enter(ctx context.Context, resume bool) error {
-	hist := m.w.st.join
+	hist := m.st.join
 	if resume {
-		hist = m.w.st.reJoin
+		hist = m.st.reJoin
 	}
 	t0 := time.Now()
 	if err := m.join(resume); err != nil {
@@ -130,15 +132,15 @@ func (m *member) enter(ctx context.Context, resume bool) error {
 // failed reconnects itself.
 func (m *member) dialFailed(err error, resume bool) error {
 	if !resume {
-		m.w.st.inc(cDialFailed)
+		m.st.inc(cDialFailed)
 	}
-	m.w.st.count(m.w.st.dialErrors, dialCause(err))
+	m.st.count(m.st.dialErrors, dialCause(err))
 	return fmt.Errorf("cannot connect: %w", err)
 }
 
 func (m *member) joinFailed(err error, resume bool) error {
 	if !resume {
-		m.w.st.inc(cJoinFailed)
+		m.st.inc(cJoinFailed)
 	}
 	return fmt.Errorf("cannot join %s: %w", m.room, err)
 }
@@ -282,7 +284,7 @@ func (m *member) read() {
 		op, payload, err := m.in.next()
 		if err != nil {
 			if !m.closing.Load() && m.hello {
-				m.w.st.count(m.w.st.closes, "eof")
+				m.st.count(m.st.closes, "eof")
 			}
 			return
 		}
@@ -297,7 +299,7 @@ func (m *member) read() {
 			m.frame(payload, now)
 		}
 		if m.spec.stall && m.w.inWindow(now.UnixNano()) {
-			m.w.st.inc(cStalled)
+			m.st.inc(cStalled)
 			<-m.w.stopRead
 		}
 	}
@@ -310,10 +312,10 @@ func (m *member) ended() {
 	if !m.hello {
 		return
 	}
-	m.w.st.add(cOpen, -1)
+	m.st.add(cOpen, -1)
 	if !m.closing.Load() {
 		m.dropped.Store(true)
-		m.w.st.inc(cDropped)
+		m.st.inc(cDropped)
 	}
 }
 
@@ -325,7 +327,7 @@ func (m *member) closeFrame(payload []byte) {
 	if len(payload) >= 2 {
 		code = strconv.Itoa(int(binary.BigEndian.Uint16(payload)))
 	}
-	m.w.st.count(m.w.st.closes, code)
+	m.st.count(m.st.closes, code)
 	_ = m.write(ws.OpClose, payload[:min(len(payload), 2)])
 }
 

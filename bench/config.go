@@ -43,7 +43,7 @@ var Scenarios = []string{Lobby, Stream, Mixed, Storm, Soak, Idle}
 //	soak      2000        N/20    N/10       N/10           10m
 //	idle      10000       none    none       0              10s
 type Config struct {
-	URL      string `json:"url"`      // relay WebSocket URL; zero means "ws://127.0.0.1:8080/ws"
+	URL      string `json:"url"`      // relay WebSocket URL, or several separated by commas (a cluster: connection i goes to relay i mod n); zero means "ws://127.0.0.1:8080/ws"
 	Scenario string `json:"scenario"` // one of Scenarios; zero means "lobby"
 
 	Connections int     `json:"connections"`  // client connections, all processes together; zero means the scenario's default
@@ -71,8 +71,8 @@ type Config struct {
 	JoinTimeout     time.Duration `json:"join_timeout"`     // join to joined; zero means 10s
 	DrainTimeout    time.Duration `json:"drain_timeout"`    // after the window, wait this long at most for members to catch up; zero means 5s
 
-	MetricsURL    string   `json:"metrics_url"`    // relay /metrics, scraped when the window opens and closes; zero means none
-	RelayPID      int      `json:"relay_pid"`      // relay process whose VmRSS is read from /proc; zero means none
+	MetricsURL    string   `json:"metrics_url"`    // relay /metrics, scraped when the window opens and closes; with several relays one per relay, comma-separated, in the order of URL; zero means none
+	RelayPID      int      `json:"relay_pid"`      // relay process whose VmRSS is read from /proc (one relay only); zero means none
 	WorkerCommand []string `json:"worker_command"` // argv of a worker process (ServeWorker); zero means this executable with "-worker"
 	Seed          uint64   `json:"seed"`           // picks sampled and stalled members; zero means 1
 }
@@ -181,14 +181,48 @@ func (c *Config) validate() error {
 	if _, ok := defaults[c.Scenario]; !ok {
 		return fmt.Errorf("bench: unknown scenario %q (want one of %s)", c.Scenario, strings.Join(Scenarios, ", "))
 	}
-	u, err := url.Parse(c.URL)
-	if err != nil {
-		return fmt.Errorf("bench: bad URL: %w", err)
+	if len(c.urls()) == 0 {
+		return errors.New("bench: no relay URL")
 	}
-	if u.Scheme != "ws" && u.Scheme != "wss" {
-		return fmt.Errorf("bench: URL scheme must be ws or wss, not %q", u.Scheme)
+	for _, raw := range c.urls() {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return fmt.Errorf("bench: bad URL: %w", err)
+		}
+		if u.Scheme != "ws" && u.Scheme != "wss" {
+			return fmt.Errorf("bench: URL scheme must be ws or wss, not %q", u.Scheme)
+		}
+	}
+	if n, m := len(c.urls()), len(c.metricsURLs()); m > 0 && m != n {
+		return fmt.Errorf("bench: %d metrics URLs for %d relays: give one per relay, in the same order", m, n)
+	}
+	if c.RelayPID > 0 && len(c.urls()) > 1 {
+		return errors.New("bench: relay-pid reads one relay; with several, give a metrics URL per relay")
 	}
 	return c.validateShape()
+}
+
+// urls are the relays' WebSocket URLs: Config.URL split at commas.
+func (c *Config) urls() []string { return splitList(c.URL) }
+
+// metricsURLs are the relays' /metrics URLs, in the order of urls; none
+// without Config.MetricsURL.
+func (c *Config) metricsURLs() []string { return splitList(c.MetricsURL) }
+
+// nodeOf is the relay (index into urls) connection i goes to: round-robin,
+// so every room of several members and its publishers are spread over the
+// relays.
+func (c *Config) nodeOf(i int) int { return i % len(c.urls()) }
+
+// splitList splits a comma-separated list, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func (c *Config) validateShape() error {

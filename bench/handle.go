@@ -11,7 +11,7 @@ import (
 func (m *member) frame(p []byte, now time.Time) {
 	fi := &m.fi
 	if !m.scan.parseFrame(p, fi) {
-		m.w.st.inc(cBadFrames)
+		m.st.inc(cBadFrames)
 		return
 	}
 	switch string(fi.t) {
@@ -26,7 +26,7 @@ func (m *member) frame(p []byte, now time.Time) {
 	case proto.TError:
 		m.errorFrame(fi)
 	case proto.TPresence:
-		m.w.st.inc(cPresence)
+		m.st.inc(cPresence)
 	}
 }
 
@@ -35,7 +35,7 @@ func (m *member) batch(p []byte, now time.Time) {
 	if m.track.next == 0 {
 		return // batches come only after joined
 	}
-	m.w.st.inc(cFrames)
+	m.st.inc(cFrames)
 	before := m.track
 	var ok bool
 	if m.spec.sampled {
@@ -44,7 +44,7 @@ func (m *member) batch(p []byte, now time.Time) {
 		ok = m.countBatch(p)
 	}
 	if !ok {
-		m.w.st.inc(cBadFrames)
+		m.st.inc(cBadFrames)
 	}
 	m.account(&before, now)
 }
@@ -77,7 +77,7 @@ func (m *member) timeBatch(p []byte, now time.Time) bool {
 		}
 		sent, err := strconv.ParseInt(string(msg.sent), 10, 64) // no allocation: the conversion does not escape
 		if err != nil || len(msg.body) != m.w.cfg.MessageSize || msg.ts <= 0 || len(msg.from) == 0 {
-			m.w.st.inc(cBadMessages)
+			m.st.inc(cBadMessages)
 			continue
 		}
 		if m.w.inWindow(sent) {
@@ -85,14 +85,14 @@ func (m *member) timeBatch(p []byte, now time.Time) bool {
 		}
 	}
 	if len(m.lats) > 0 {
-		m.w.st.latency.record(m.idx, m.lats)
+		m.st.latency.record(m.idx, m.lats)
 	}
 	return !sc.Bad()
 }
 
 // account adds what the tracker learned since before to the counters.
 func (m *member) account(before *seqTracker, now time.Time) {
-	st, t := m.w.st, &m.track
+	st, t := m.st, &m.track
 	if n := t.received - t.resumed - (before.received - before.resumed); n > 0 {
 		st.add(cDeliveries, n)
 		if m.w.inWindow(now.UnixNano()) {
@@ -127,7 +127,7 @@ func (m *member) joined(p []byte, fi *frameInfo) {
 	m.track.joined(seq, gap, m.resume, hist)
 	m.account(&before, time.Time{})
 	if !m.resume {
-		m.w.st.inc(cJoined)
+		m.st.inc(cJoined)
 	}
 	m.reply(proto.TJoined)
 }
@@ -137,9 +137,9 @@ func (m *member) helloFrame(p []byte) {
 		return
 	}
 	m.hello = true
-	m.w.st.add(cOpen, 1)
+	m.st.add(cOpen, 1)
 	if !m.resume {
-		m.w.st.inc(cConnected)
+		m.st.inc(cConnected)
 	}
 	if m.spec.publisher {
 		m.w.noteHello(p)
@@ -150,7 +150,7 @@ func (m *member) helloFrame(p []byte) {
 // acked records an ack: the room's highest acknowledged seq, and for
 // sends inside the window, the time to the ack.
 func (m *member) acked(fi *frameInfo) {
-	m.w.st.inc(cAcked)
+	m.st.inc(cAcked)
 	if m.spec.room >= 0 && fi.seq > 0 {
 		m.w.noteAck(m.spec.room, fi.seq)
 	}
@@ -159,13 +159,13 @@ func (m *member) acked(fi *frameInfo) {
 	}
 	slot := &m.acks[fi.ref%uint64(len(m.acks))]
 	if sent := slot.ts.Load(); slot.ref.Load() == fi.ref && m.w.inWindow(sent) {
-		m.w.st.ack.record((time.Now().UnixNano() - sent) / 1000)
+		m.st.ack.record((time.Now().UnixNano() - sent) / 1000)
 	}
 }
 
 func (m *member) errorFrame(fi *frameInfo) {
 	code := string(fi.code)
-	m.w.st.count(m.w.st.errors, code)
+	m.st.count(m.st.errors, code)
 	if fi.ref != 0 && fi.ref == m.joinRef.Load() {
 		m.reply("error:" + code)
 	}

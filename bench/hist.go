@@ -39,6 +39,18 @@ func exportHist(h *hdrhistogram.Histogram) histData {
 	return d
 }
 
+// mergeHistData adds up histograms in transit.
+func mergeHistData(ds []histData) histData {
+	if len(ds) == 1 {
+		return ds[0]
+	}
+	h := newHist()
+	for _, d := range ds {
+		d.mergeInto(h)
+	}
+	return exportHist(h)
+}
+
 // mergeInto adds d's counts to h.
 func (d histData) mergeInto(h *hdrhistogram.Histogram) {
 	if len(d.Counts) == 0 {

@@ -17,12 +17,15 @@ import (
 
 // relaySample is the relay's state at one moment, as far as the bench can
 // see it: its /metrics (counters and gauges summed over their labels; the
-// disconnects also by code) and its resident memory.
+// disconnects also by code) and its resident memory. With several relays
+// (one metrics URL each), metrics and rss are sums over them, and nodes
+// holds each relay's own metrics.
 type relaySample struct {
 	at      time.Time
-	metrics map[string]float64 // nil without MetricsURL
-	rss     int64              // bytes; 0 if unknown
-	busy    float64            // the machine's busy CPU seconds so far (machineCPU)
+	metrics map[string]float64   // nil without MetricsURL
+	nodes   []map[string]float64 // by relay, with more than one metrics URL
+	rss     int64                // bytes; 0 if unknown
+	busy    float64              // the machine's busy CPU seconds so far (machineCPU)
 }
 
 // sampleRelay reads what cfg says to read; errors are returned for the
@@ -31,13 +34,21 @@ func sampleRelay(ctx context.Context, cfg *Config) (*relaySample, error) {
 	s := &relaySample{at: time.Now()}
 	s.busy, _ = machineCPU()
 	var errs []error
-	if cfg.MetricsURL != "" {
-		m, err := scrape(ctx, cfg.MetricsURL)
-		s.metrics = m
-		if err != nil {
-			errs = append(errs, err)
+	if urls := cfg.metricsURLs(); len(urls) > 0 {
+		s.metrics = map[string]float64{}
+		for _, u := range urls {
+			m, err := scrape(ctx, u)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			for k, v := range m {
+				s.metrics[k] += v
+			}
+			if len(urls) > 1 {
+				s.nodes = append(s.nodes, m)
+			}
 		}
-		s.rss = int64(m["process_resident_memory_bytes"])
+		s.rss = int64(s.metrics["process_resident_memory_bytes"])
 	}
 	if cfg.RelayPID > 0 {
 		rss, err := vmRSS(cfg.RelayPID)
@@ -77,8 +88,12 @@ func scrape(ctx context.Context, url string) (map[string]float64, error) {
 	return flatten(fams), nil
 }
 
+// byLabel are the metrics flatten also keeps by one label's value, as
+// "<name>:<value>".
+var byLabel = map[string]string{"roomcast_disconnects_total": "code", "roomcast_bus_messages_total": "dir"}
+
 // flatten sums every counter and gauge over its label sets, and keeps the
-// disconnects by code as "roomcast_disconnects_total:<code>".
+// metrics of byLabel by their label too, e.g. "roomcast_disconnects_total:<code>".
 func flatten(fams map[string]*dto.MetricFamily) map[string]float64 {
 	out := map[string]float64{}
 	for name, f := range fams {
@@ -94,9 +109,9 @@ func flatten(fams map[string]*dto.MetricFamily) map[string]float64 {
 			}
 			v := value(m)
 			out[name] += v
-			if name == "roomcast_disconnects_total" {
+			if label, ok := byLabel[name]; ok {
 				for _, l := range m.GetLabel() {
-					if l.GetName() == "code" {
+					if l.GetName() == label {
 						out[name+":"+l.GetValue()] += v
 					}
 				}

@@ -199,10 +199,11 @@ func FuzzScanner(f *testing.F) {
 func TestBatchNoAlloc(t *testing.T) {
 	frame := testBatch(t, 1, 32)
 	for _, sampled := range []bool{false, true} {
-		w := &worker{st: newStats(), cfg: Config{MessageSize: 100}}
+		st := newStats()
+		w := &worker{nodes: []*stats{st}, cfg: Config{MessageSize: 100}}
 		w.winStart.Store(1)
 		w.winEnd.Store(math.MaxInt64)
-		m := &member{w: w, spec: memberSpec{sampled: sampled}}
+		m := &member{w: w, st: st, spec: memberSpec{sampled: sampled}}
 		m.track.joined(0, false, false, nil)
 		m.frame(frame, time.Now()) // scratch grows once
 		allocs := testing.AllocsPerRun(100, func() {
@@ -212,8 +213,8 @@ func TestBatchNoAlloc(t *testing.T) {
 		if allocs != 0 {
 			t.Errorf("sampled=%v: %v allocations per batch, want 0", sampled, allocs)
 		}
-		if m.track.lost != 0 || m.track.received == 0 || w.st.c[cBadMessages].Load() != 0 || w.st.c[cBadFrames].Load() != 0 {
-			t.Errorf("sampled=%v: tracker %+v, bad messages %d", sampled, m.track, w.st.c[cBadMessages].Load())
+		if m.track.lost != 0 || m.track.received == 0 || st.c[cBadMessages].Load() != 0 || st.c[cBadFrames].Load() != 0 {
+			t.Errorf("sampled=%v: tracker %+v, bad messages %d", sampled, m.track, st.c[cBadMessages].Load())
 		}
 	}
 }
@@ -266,8 +267,9 @@ func BenchmarkBatch(b *testing.B) {
 	frame := testBatch(b, 1, 32)
 	for _, sampled := range []bool{false, true} {
 		b.Run(fmt.Sprintf("sampled=%v", sampled), func(b *testing.B) {
-			w := &worker{st: newStats(), cfg: Config{MessageSize: 100}}
-			m := &member{w: w, spec: memberSpec{sampled: sampled}}
+			st := newStats()
+			w := &worker{nodes: []*stats{st}, cfg: Config{MessageSize: 100}}
+			m := &member{w: w, st: st, spec: memberSpec{sampled: sampled}}
 			m.track.joined(0, false, false, nil)
 			b.ReportAllocs()
 			for b.Loop() {

@@ -58,8 +58,22 @@ type progressData struct {
 	Interval histData `json:"interval"` // latencies since the previous tick
 }
 
-// workerResult is all a worker measured.
+// workerResult is all a worker measured: the sums over the relays
+// (nodeResult, inline) and, by relay, Nodes.
 type workerResult struct {
+	nodeResult
+	Nodes     []nodeResult `json:"nodes"`
+	Phases    phaseTimes   `json:"phases"`
+	CPU       float64      `json:"cpu"`        // process CPU seconds, all of the run
+	CPUSys    float64      `json:"cpu_sys"`    // ... of which in the kernel
+	CPUWindow float64      `json:"cpu_window"` // ... inside the window
+	MaxRSS    int64        `json:"max_rss"`    // bytes
+	SendLimit float64      `json:"send_limit"` // publishers' hello.limits.rate
+	Runtime   RuntimeStats `json:"runtime"`    // inside the window
+}
+
+// nodeResult is what the connections to one relay (or to all) measured.
+type nodeResult struct {
 	Counts      counts           `json:"counts"`
 	Errors      map[string]int64 `json:"errors"`
 	Closes      map[string]int64 `json:"closes"`
@@ -70,13 +84,34 @@ type workerResult struct {
 	Ack         histData         `json:"ack"`
 	ReHandshake histData         `json:"re_handshake"`
 	ReJoin      histData         `json:"re_join"`
-	Phases      phaseTimes       `json:"phases"`
-	CPU         float64          `json:"cpu"`        // process CPU seconds, all of the run
-	CPUSys      float64          `json:"cpu_sys"`    // ... of which in the kernel
-	CPUWindow   float64          `json:"cpu_window"` // ... inside the window
-	MaxRSS      int64            `json:"max_rss"`    // bytes
-	SendLimit   float64          `json:"send_limit"` // publishers' hello.limits.rate
-	Runtime     RuntimeStats     `json:"runtime"`    // inside the window
+}
+
+func (s *stats) result() nodeResult {
+	errs, closes, dials := s.copyMaps()
+	return nodeResult{Counts: s.snapshot(), Errors: errs, Closes: closes, DialErrors: dials,
+		Latency: s.latency.total(), Handshake: s.handshake.export(), Join: s.join.export(),
+		Ack: s.ack.export(), ReHandshake: s.reHandshake.export(), ReJoin: s.reJoin.export()}
+}
+
+// sumResults adds up results (of several relays, or several workers).
+func sumResults(rs []nodeResult) nodeResult {
+	if len(rs) == 1 {
+		return rs[0]
+	}
+	out := nodeResult{Errors: map[string]int64{}, Closes: map[string]int64{}, DialErrors: map[string]int64{}}
+	hs := make([][]histData, 6)
+	for _, r := range rs {
+		out.Counts.add(r.Counts)
+		mergeMap(out.Errors, r.Errors)
+		mergeMap(out.Closes, r.Closes)
+		mergeMap(out.DialErrors, r.DialErrors)
+		for i, h := range []histData{r.Latency, r.Handshake, r.Join, r.Ack, r.ReHandshake, r.ReJoin} {
+			hs[i] = append(hs[i], h)
+		}
+	}
+	out.Latency, out.Handshake, out.Join = mergeHistData(hs[0]), mergeHistData(hs[1]), mergeHistData(hs[2])
+	out.Ack, out.ReHandshake, out.ReJoin = mergeHistData(hs[3]), mergeHistData(hs[4]), mergeHistData(hs[5])
+	return out
 }
 
 // runWorker is one worker's whole life. emit may be called from several
@@ -105,6 +140,7 @@ func runWorker(ctx context.Context, p plan, cmds <-chan command, emit func(event
 		return
 	}
 	w.run(runCtx, time.Unix(0, c.At))
+	w.awaitAcks(runCtx)
 	emit(event{Kind: evAcks, Acks: w.acks()})
 	if c, err = await(ctx, drainCh); err != nil {
 		w.teardown()
@@ -161,8 +197,7 @@ func (w *worker) progress(emit func(event)) func() {
 			case <-done:
 				return
 			case now := <-t.C:
-				emit(event{Kind: evProgress, Progress: &progressData{At: now.UnixNano(),
-					Counts: w.st.snapshot(), Interval: w.st.latency.takeInterval()}})
+				emit(event{Kind: evProgress, Progress: w.progressAt(now)})
 			}
 		}
 	}()
@@ -218,7 +253,7 @@ const lateAfter = 10 * time.Millisecond
 // publishLoop sends on a fixed schedule (open loop: it never waits for an
 // ack), starting at a random phase so publishers do not send in step.
 func (m *member) publishLoop(ctx context.Context, at, end time.Time, every time.Duration) {
-	st := m.w.st
+	st := m.st
 	next := at.Add(time.Duration(unit(m.w.cfg.Seed+3, uint64(m.idx)) * float64(every)))
 	for next.Before(end) {
 		if !sleepUntil(ctx, next) {
@@ -256,6 +291,30 @@ func (w *worker) storm(ctx context.Context, at time.Time) {
 	forEach(readers, 4*w.cfg.DialConcurrency, func(m *member) { m.close(time.Second) })
 	w.connectAll(ctx, readers, true, false)
 	w.phases.ReconnectEnd = time.Now().UnixNano()
+}
+
+// awaitAcks waits until every send of this worker was answered (ack or
+// error), or DrainTimeout passes, so that the acks it reports, which the
+// loss check and the drain go by, cover the messages sent last too: in a
+// cluster acks come after a JetStream round trip, and members on other
+// relays get the message after it. Without this wait the last messages
+// were neither waited for nor counted as lost.
+func (w *worker) awaitAcks(ctx context.Context) {
+	deadline := time.Now().Add(w.cfg.DrainTimeout)
+	for time.Now().Before(deadline) {
+		var sent, answered int64
+		for _, st := range w.nodes {
+			c := st.snapshot()
+			sent, answered = sent+c[cSent], answered+c[cAcked]
+			errs, _, _ := st.copyMaps()
+			for _, n := range errs {
+				answered += n
+			}
+		}
+		if answered >= sent || !sleepUntil(ctx, time.Now().Add(20*time.Millisecond)) {
+			return
+		}
+	}
 }
 
 // drain waits until every live, reading member has every message acked in
@@ -299,25 +358,37 @@ func (w *worker) tail(acks []uint64) {
 		lost := m.track.lost
 		if w.drained[i] && m.spec.room < len(acks) && acks[m.spec.room] > m.track.last() {
 			missing := int64(acks[m.spec.room] - m.track.last())
-			w.st.add(cLost, missing)
+			m.st.add(cLost, missing)
 			lost += missing
 		}
 		if lost > 0 {
-			w.st.inc(cLossMembers)
+			m.st.inc(cLossMembers)
 		}
 	}
 }
 
-func (w *worker) result() *workerResult {
-	errs, closes, dials := w.st.copyMaps()
-	user, sys := cpuTimes()
-	return &workerResult{
-		Counts: w.st.snapshot(), Errors: errs, Closes: closes, DialErrors: dials,
-		Latency: w.st.latency.total(), Handshake: w.st.handshake.export(), Join: w.st.join.export(),
-		Ack: w.st.ack.export(), ReHandshake: w.st.reHandshake.export(), ReJoin: w.st.reJoin.export(),
-		Phases: w.phases, CPU: user + sys, CPUSys: sys, CPUWindow: w.windowCPU(), MaxRSS: maxRSS(),
-		SendLimit: w.sendLimit, Runtime: runtimeStats(w.rt0, w.rt1),
+// progressAt is the worker's state now: its counters summed over the
+// relays, and the latencies since the previous call.
+func (w *worker) progressAt(now time.Time) *progressData {
+	p := &progressData{At: now.UnixNano()}
+	ivs := make([]histData, len(w.nodes))
+	for i, st := range w.nodes {
+		p.Counts.add(st.snapshot())
+		ivs[i] = st.latency.takeInterval()
 	}
+	p.Interval = mergeHistData(ivs)
+	return p
+}
+
+func (w *worker) result() *workerResult {
+	user, sys := cpuTimes()
+	r := &workerResult{Phases: w.phases, CPU: user + sys, CPUSys: sys, CPUWindow: w.windowCPU(), MaxRSS: maxRSS(),
+		SendLimit: w.sendLimit, Runtime: runtimeStats(w.rt0, w.rt1)}
+	for _, st := range w.nodes {
+		r.Nodes = append(r.Nodes, st.result())
+	}
+	r.nodeResult = sumResults(r.Nodes)
+	return r
 }
 
 func (w *worker) windowCPU() float64 {

@@ -37,7 +37,8 @@ type Report struct {
 	Storm       *StormStats      `json:"storm,omitempty"`
 	Drift       *DriftStats      `json:"drift,omitempty"` // windows of 20 s or more
 	Client      ClientStats      `json:"client"`
-	Server      *ServerStats     `json:"server,omitempty"`
+	Server      *ServerStats     `json:"server,omitempty"` // with several relays: sums over them (latency quantiles over all)
+	Nodes       []NodeStats      `json:"nodes,omitempty"`  // by relay, with several relays (Config.URL a list)
 	Timeline    []Progress       `json:"timeline"`
 	Warnings    []string         `json:"warnings"`
 }
@@ -134,19 +135,32 @@ type ServerStats struct {
 	WritesPerSec     float64            `json:"writes_per_sec"`
 	MsgsPerWrite     float64            `json:"msgs_per_write"`
 	SlowConsumers    float64            `json:"slow_consumers"`
-	CPUCores         float64            `json:"cpu_cores"`          // process CPU seconds / window_seconds
-	FanoutP50MS      float64            `json:"fanout_p50_ms"`      // roomcast_fanout_seconds in the window: a flush's oldest message sequenced to the room's last member written (bucket upper bound)
-	FanoutP99MS      float64            `json:"fanout_p99_ms"`      //
-	SequenceP99MS    float64            `json:"sequence_p99_ms"`    // roomcast_accept_to_sequenced_seconds in the window: send frame read to sequenced
-	GCPauseMS        float64            `json:"gc_pause_ms"`        // total stop-the-world GC time in the window
-	GCs              float64            `json:"gcs"`                // GC cycles in the window
-	Connections      float64            `json:"connections"`        // open at the window's end
-	HandshakeFails   float64            `json:"handshake_failures"` // the whole run
-	Disconnects      map[string]float64 `json:"disconnects"`        // the whole run, by close code
-	RSSBaseMB        float64            `json:"rss_base_mb"`        // before the bench connected
-	RSSWindowMB      float64            `json:"rss_window_mb"`      // when the window opened
-	RSSEndMB         float64            `json:"rss_end_mb"`         // when it closed
-	RSSPerConnection float64            `json:"rss_per_connection"` // bytes: (window - base) / connections open at the window's start
+	CPUCores         float64            `json:"cpu_cores"`           // process CPU seconds / window_seconds
+	FanoutP50MS      float64            `json:"fanout_p50_ms"`       // roomcast_fanout_seconds in the window: a flush's oldest message sequenced to the room's last member written (bucket upper bound)
+	FanoutP99MS      float64            `json:"fanout_p99_ms"`       //
+	SequenceP99MS    float64            `json:"sequence_p99_ms"`     // roomcast_accept_to_sequenced_seconds in the window: send frame read to sequenced
+	GCPauseMS        float64            `json:"gc_pause_ms"`         // total stop-the-world GC time in the window
+	GCs              float64            `json:"gcs"`                 // GC cycles in the window
+	Connections      float64            `json:"connections"`         // open at the window's end
+	HandshakeFails   float64            `json:"handshake_failures"`  // the whole run
+	Disconnects      map[string]float64 `json:"disconnects"`         // the whole run, by close code
+	RSSBaseMB        float64            `json:"rss_base_mb"`         // before the bench connected
+	RSSWindowMB      float64            `json:"rss_window_mb"`       // when the window opened
+	RSSEndMB         float64            `json:"rss_end_mb"`          // when it closed
+	RSSPerConnection float64            `json:"rss_per_connection"`  // bytes: (window - base) / connections open at the window's start
+	CPUPerDeliveryUS float64            `json:"cpu_us_per_delivery"` // relay CPU microseconds per delivery in the window (cpu_cores / deliveries_per_sec)
+	Bus              *BusStats          `json:"bus,omitempty"`       // relays with a bus (-nats, -data-dir) only
+}
+
+// BusStats are a relay's NATS bus figures in the window.
+type BusStats struct {
+	MessagesOut     float64 `json:"messages_out"`     // stored by the relay(s)
+	MessagesIn      float64 `json:"messages_in"`      // received from followed rooms
+	Conflicts       float64 `json:"conflicts"`        // publishes retried after another node won
+	PublishFailures float64 `json:"publish_failures"` // records not stored
+	PublishP50MS    float64 `json:"publish_p50_ms"`   // roomcast_bus_publish_seconds (bucket upper bound)
+	PublishP99MS    float64 `json:"publish_p99_ms"`
+	Connected       float64 `json:"connected"` // roomcast_bus_connected at the window's end (summed over relays)
 }
 
 func (c *coordinator) report() *Report {
@@ -165,6 +179,7 @@ func (c *coordinator) report() *Report {
 	c.fillLatencies(r)
 	c.fillClient(r, sum, win)
 	r.Server = c.serverStats(win, sum)
+	r.Nodes = c.nodeStats(win)
 	r.Drift = drift(c.timeline)
 	r.Warnings = append(r.Warnings, c.checks(r)...)
 	if r.Warnings == nil {
@@ -287,6 +302,14 @@ func (c *coordinator) serverStats(win float64, s counts) *ServerStats {
 	if b == nil || w0 == nil || w1 == nil || (w1.metrics == nil && w1.rss == 0) {
 		return nil
 	}
+	return serverStatsOf(b, w0, w1, win, s[cConnected])
+}
+
+// serverStatsOf compares three samples of one relay (or sums over several):
+// before the bench connected, at the window's start and at its end.
+// conns is the bench's connections, for memory per connection when the
+// relay's metrics do not say.
+func serverStatsOf(b, w0, w1 *relaySample, win float64, conns int64) *ServerStats {
 	d := func(name string) float64 { return w1.metrics[name] - w0.metrics[name] }
 	st := &ServerStats{Deliveries: d("roomcast_deliveries_total"), Messages: d("roomcast_messages_sequenced_total"),
 		Writes: d("roomcast_member_writes_total"), SlowConsumers: d("roomcast_slow_consumers_total"),
@@ -296,6 +319,9 @@ func (c *coordinator) serverStats(win float64, s counts) *ServerStats {
 	if win > 0 {
 		st.DeliveriesPerSec, st.WritesPerSec = st.Deliveries/win, st.Writes/win
 		st.CPUCores = d("process_cpu_seconds_total") / win
+	}
+	if st.Deliveries > 0 {
+		st.CPUPerDeliveryUS = d("process_cpu_seconds_total") / st.Deliveries * 1e6
 	}
 	st.GCPauseMS, st.GCs = d("go_gc_duration_seconds_sum")*1000, d("go_gc_duration_seconds_count")
 	st.FanoutP50MS = jsonSafe(histQuantile(w0.metrics, w1.metrics, "roomcast_fanout_seconds", 0.5) * 1000)
@@ -311,8 +337,15 @@ func (c *coordinator) serverStats(win float64, s counts) *ServerStats {
 	}
 	if open := w0.metrics["roomcast_connections"]; open > 0 && b.rss > 0 {
 		st.RSSPerConnection = float64(w0.rss-b.rss) / open
-	} else if conns := s[cConnected]; conns > 0 && b.rss > 0 {
+	} else if conns > 0 && b.rss > 0 {
 		st.RSSPerConnection = float64(w0.rss-b.rss) / float64(conns)
+	}
+	if _, ok := w1.metrics["roomcast_bus_connected"]; ok {
+		st.Bus = &BusStats{MessagesOut: d("roomcast_bus_messages_total:out"), MessagesIn: d("roomcast_bus_messages_total:in"),
+			Conflicts: d("roomcast_bus_conflicts_total"), PublishFailures: d("roomcast_bus_publish_failures_total"),
+			PublishP50MS: jsonSafe(histQuantile(w0.metrics, w1.metrics, "roomcast_bus_publish_seconds", 0.5) * 1000),
+			PublishP99MS: jsonSafe(histQuantile(w0.metrics, w1.metrics, "roomcast_bus_publish_seconds", 0.99) * 1000),
+			Connected:    w1.metrics["roomcast_bus_connected"]}
 	}
 	return st
 }

@@ -52,6 +52,17 @@ func (r *Report) WriteText(w io.Writer) error {
 		row("relay latency", "fan-out p50 <= %.3g ms, p99 <= %.3g ms; read to sequenced p99 <= %.3g ms (histogram buckets)", s.FanoutP50MS, s.FanoutP99MS, s.SequenceP99MS)
 		row("relay runtime", "%.0f GCs, %.2f ms paused in the window", s.GCs, s.GCPauseMS)
 	}
+	if s := r.Server; s != nil && s.Deliveries > 0 && r.Config.MetricsURL != "" {
+		row("relay cost", "%.2f us CPU per delivery", s.CPUPerDeliveryUS)
+	}
+	if b := r.Server; b != nil && b.Bus != nil {
+		bs := b.Bus
+		row("relay bus", "%.0f stored, %.0f received, %.0f conflicts, %.0f failures; publish p50 <= %.3g ms, p99 <= %.3g ms",
+			bs.MessagesOut, bs.MessagesIn, bs.Conflicts, bs.PublishFailures, bs.PublishP50MS, bs.PublishP99MS)
+	}
+	for _, n := range r.Nodes {
+		row(fmt.Sprintf("node %d", n.Index), "%s  %s", n.URL, n.nodeLine())
+	}
 	if s := r.Server; s != nil && s.RSSEndMB > 0 {
 		row("relay memory", "RSS %.1f MB before, %.1f MB at window start (%.0f B/connection), %.1f MB at end", s.RSSBaseMB, s.RSSWindowMB, s.RSSPerConnection, s.RSSEndMB)
 	}

@@ -34,7 +34,8 @@ type worker struct {
 	p       plan
 	lay     *layout
 	mine    []*member
-	st      *stats
+	urls    []string        // the relays
+	nodes   []*stats        // by relay: what the connections to it measured
 	maxAck  []atomic.Uint64 // highest acknowledged seq, by room index
 	body    string
 	secret  []byte
@@ -66,7 +67,10 @@ type phaseTimes struct {
 
 func newWorker(p plan) (*worker, error) {
 	cfg := p.Config
-	w := &worker{cfg: cfg, p: p, st: newStats(), stopRead: make(chan struct{}), secret: []byte(cfg.JWTSecret)}
+	w := &worker{cfg: cfg, p: p, urls: cfg.urls(), stopRead: make(chan struct{}), secret: []byte(cfg.JWTSecret)}
+	for range w.urls {
+		w.nodes = append(w.nodes, newStats())
+	}
 	w.lay = newLayout(&cfg, p.Prefix)
 	w.maxAck = make([]atomic.Uint64, len(w.lay.rooms))
 	w.body = filler(cfg.MessageSize)
@@ -91,7 +95,8 @@ func newWorker(p plan) (*worker, error) {
 // is not part of the measured handshakes (real clients come with theirs).
 func (w *worker) newMember(i int) (*member, error) {
 	spec := w.lay.members[i]
-	m := &member{w: w, idx: i, spec: spec, rng: uint32(i)*2654435761 | 1}
+	node := w.cfg.nodeOf(i)
+	m := &member{w: w, idx: i, node: node, st: w.nodes[node], spec: spec, rng: uint32(i)*2654435761 | 1}
 	kind := "u"
 	if spec.publisher {
 		kind = "p"
@@ -105,7 +110,7 @@ func (w *worker) newMember(i int) (*member, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.url = w.cfg.URL
+	m.url = w.urls[node]
 	if tok != "" {
 		sep := "?"
 		if strings.Contains(m.url, "?") {
@@ -222,9 +227,9 @@ func (w *worker) connectOne(ctx context.Context, m *member, resume bool) {
 	err := m.connect(ctx, resume)
 	switch {
 	case resume && err == nil:
-		w.st.inc(cReconnected)
+		m.st.inc(cReconnected)
 	case resume:
-		w.st.inc(cReconnectFailed)
+		m.st.inc(cReconnectFailed)
 	}
 }
 

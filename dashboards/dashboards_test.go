@@ -603,7 +603,7 @@ func TestAlertRulesStructure(t *testing.T) {
 	}
 	for _, want := range []string{"up", "roomcast_fanout_seconds_bucket", "roomcast_slow_consumers_total",
 		"roomcast_handshake_failures_total", "roomcast_outbound_queued_bytes", "roomcast_ratelimit_hits_total",
-		"roomcast_messages_rejected_total"} {
+		"roomcast_messages_rejected_total", "roomcast_bus_connected", "roomcast_bus_publish_failures_total"} {
 		found := false
 		for _, g := range rf.Groups {
 			for _, r := range g.Rules {
@@ -916,8 +916,27 @@ func driveTraffic(t *testing.T, srv *relay.Server) {
 	}
 }
 
-// scrape reads the relay's /metrics until the traffic shows in it.
-func scrape(t *testing.T, srv *relay.Server) []byte {
+// want is a sample the traffic must show in /metrics: its value (a
+// histogram's count) at least min.
+type want struct {
+	name   string
+	labels map[string]string
+	min    float64
+}
+
+// busWants are what driveTraffic shows on a relay with a bus (-data-dir,
+// -nats): its messages stored and received back, the publishes timed.
+var busWants = []want{
+	{"roomcast_bus_messages_total", map[string]string{"dir": "out"}, 3},
+	{"roomcast_bus_messages_total", map[string]string{"dir": "in"}, 3},
+	{"roomcast_bus_publish_seconds", nil, 1},
+	{"roomcast_bus_connected", nil, 1},
+	{"roomcast_bus_rooms_followed", nil, 1},
+}
+
+// scrape reads the relay's /metrics until the traffic shows in it (and the
+// extra samples).
+func scrape(t *testing.T, srv *relay.Server, extra ...want) []byte {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -930,19 +949,15 @@ func scrape(t *testing.T, srv *relay.Server) []byte {
 		if err != nil || resp.StatusCode != http.StatusOK {
 			t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
 		}
-		want := []struct {
-			name   string
-			labels map[string]string
-			min    float64
-		}{
+		wants := append([]want{
 			{"roomcast_messages_accepted_total", nil, 3},
 			{"roomcast_messages_rejected_total", map[string]string{"code": "not_joined"}, 1},
 			{"roomcast_deliveries_total", nil, 3},
 			{"roomcast_fanout_seconds", nil, 1},
 			{"roomcast_handshakes_total", nil, 1},
-		}
+		}, extra...)
 		var short []string
-		for _, w := range want {
+		for _, w := range wants {
 			if v := sampleValue(t, body, w.name, w.labels); v < w.min {
 				short = append(short, fmt.Sprintf("%s%v = %v, want at least %v", w.name, w.labels, v, w.min))
 			}
@@ -957,27 +972,56 @@ func scrape(t *testing.T, srv *relay.Server) []byte {
 	}
 }
 
-func TestQueriedMetricsAreExported(t *testing.T) {
-	srv, err := relay.New(relay.Config{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Loops: 2,
-		JWTSecret: jwtSecret, SendRate: 100, SendBurst: 100})
+// startRelay starts a relay with cfg's changes to the test's base config;
+// the test's cleanup shuts it down.
+func startRelay(t *testing.T, mod func(*relay.Config)) *relay.Server {
+	t.Helper()
+	cfg := relay.Config{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Loops: 2,
+		JWTSecret: jwtSecret, SendRate: 100, SendBurst: 100}
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv, err := relay.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
 			t.Logf("shutdown: %v", err)
 		}
-	}()
+	})
+	return srv
+}
 
-	driveTraffic(t, srv)
-	e, err := parseExposition(bytes.NewReader(scrape(t, srv)))
+// TestQueriedMetricsAreExported checks every queried metric, label and
+// label value against what real relays export: one in memory mode and one
+// with a bus (-data-dir, an embedded NATS server in a temp dir), whose
+// expositions are merged, so the bus panels and alerts are checked too.
+func TestQueriedMetricsAreExported(t *testing.T) {
+	mem := startRelay(t, nil)
+	durable := startRelay(t, func(c *relay.Config) { c.DataDir = t.TempDir() })
+	driveTraffic(t, mem)
+	driveTraffic(t, durable)
+	e, err := parseExposition(bytes.NewReader(scrape(t, mem)))
 	if err != nil {
 		t.Fatalf("parse /metrics: %v", err)
+	}
+	ed, err := parseExposition(bytes.NewReader(scrape(t, durable, busWants...)))
+	if err != nil {
+		t.Fatalf("parse /metrics of the -data-dir relay: %v", err)
+	}
+	for name, labels := range ed {
+		e.add(name, nil)
+		for k, vals := range labels {
+			for v := range vals {
+				e.add(name, map[string]string{k: v})
+			}
+		}
 	}
 	job, targetLabels := scrapeJob(t)
 	// Series Prometheus itself adds for every target.

@@ -43,6 +43,7 @@ type session struct {
 	lastRecv     time.Time // any bytes received
 	lastPing     time.Time
 	closingSince time.Time
+	sseWaiting   bool                         // an admitted /sse request waiting for its room to catch up with the bus (sseJoin): still stateHTTP, it reads nothing more
 	rooms        map[string]*shard.Membership // made on the first join
 	joins        ratelimit.Bucket             // joins of this connection
 	frag         []byte                       // a fragmented message being reassembled
@@ -116,13 +117,13 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	ss.lastRecv = time.Now()
 	ss.loop.bytesIn.Add(int64(len(buf) - ss.unread)) // bytes left from the last call were counted then
 	used := 0
-	if ss.state == stateHTTP {
+	if ss.state == stateHTTP && !ss.sseWaiting {
 		used = ss.handshake(buf)
 	}
 	if ss.state == stateOpen && !ss.sse { // an event stream reads nothing after its request
 		used += ss.frames(buf[used:])
 	}
-	if ss.state >= stateClosing || ss.sse {
+	if ss.state >= stateClosing || ss.sse || ss.sseWaiting {
 		used = len(buf) // discard whatever else comes
 	}
 	if used > 0 { // Discard(0) would discard everything

@@ -3,6 +3,7 @@ package relay
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
@@ -230,9 +231,47 @@ func (s *session) openSSE(req *http.Request) {
 		return
 	}
 	jr.User, jr.Name, jr.Anon, jr.Create = id.user, id.name, id.anon, srv.ips.roomCreator(a.ip)
-	ms, res, err := srv.hub.Join(room, &jr)
+	s.ip, s.ipCounted = a.ip, true // released by OnClose from now on
+	s.sseJoin(ssePending{s: s, room: room, jr: jr, id: id, origin: req.Header.Get("Origin")}, srv.bus != nil)
+}
+
+// ssePending is an admitted /sse request joining its room. In cluster and
+// durable modes a room still catching up with the bus makes it wait: the
+// connection stays unanswered (and reads nothing, see session.sseWaiting)
+// until the join is made again on its loop, as a task (Run), once the room
+// caught up; so the history and ids are those of the stream. The wait is
+// bounded by the handshake timeout.
+type ssePending struct {
+	s      *session
+	room   string
+	jr     shard.JoinRequest
+	id     *identity
+	origin string
+	err    error // the room could not catch up (set by the Wait callback)
+}
+
+// sseJoin joins j's room and opens the stream, or makes it wait (with
+// wait), or answers j.err or the join's error. Called on the loop.
+func (s *session) sseJoin(j ssePending, wait bool) {
+	srv := s.srv
+	if wait {
+		j.jr.Wait = func(err error) { // any goroutine
+			t := j
+			t.jr.Wait, t.err = nil, err
+			_ = s.loop.Execute(t)
+		}
+	}
+	ms, res, err := (*shard.Membership)(nil), shard.JoinResult{}, j.err
+	if err == nil {
+		ms, res, err = srv.hub.Join(j.room, &j.jr)
+	}
+	if err == shard.ErrSyncing {
+		s.sseWaiting = true
+		return
+	}
 	if err != nil {
-		srv.ips.release(a.ip)
+		srv.ips.release(s.ip)
+		s.ipCounted = false
 		code, status, msg, _ := classify(err)
 		srv.metrics.rejected(code).Inc()
 		if code == proto.CodeRateLimited {
@@ -241,18 +280,29 @@ func (s *session) openSSE(req *http.Request) {
 		s.httpError(status, msg)
 		return
 	}
-	s.id, s.format, s.state = id, proto.SSE, stateOpen
-	s.ip, s.ipCounted = a.ip, true
-	s.sse, s.rooms = true, map[string]*shard.Membership{room: ms}
+	s.id, s.format, s.state = j.id, proto.SSE, stateOpen
+	s.sse, s.rooms = true, map[string]*shard.Membership{j.room: ms}
 	srv.metrics.openSSE.Inc()
 	srv.metrics.handshakes.Inc()
 	srv.metrics.handshake.Observe(time.Since(s.openedAt).Seconds())
 	srv.remember(s)
-	b := responseHead(http.StatusOK, s.sseHeaders(req.Header.Get("Origin")))
+	b := responseHead(http.StatusOK, s.sseHeaders(j.origin))
 	s.write(append(b, "Connection: close\r\n\r\nretry: 2000\n\n"...))
 	for _, m := range res.History {
 		s.write(m)
 	}
+}
+
+// Run makes a join that waited for its room again, on the session's loop.
+func (j ssePending) Run(context.Context) error {
+	s := j.s
+	defer s.srv.rescue(s.conn, siteTask)
+	if s.state != stateHTTP || !s.sseWaiting {
+		return nil // closed meanwhile (OnClose released the IP)
+	}
+	s.sseWaiting = false
+	s.sseJoin(j, false) // j.err, if set, is answered without joining
+	return nil
 }
 
 // sseAdmission is what an /sse request presents: the client address (after
