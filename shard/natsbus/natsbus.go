@@ -139,6 +139,10 @@ func Open(cfg Config) (*Bus, error) {
 	return b, nil
 }
 
+// maxFollowed bounds the consumers of the stream this relay creates: the
+// rooms all nodes follow at once, together.
+const maxFollowed = 1 << 24
+
 func (b *Bus) connect() error {
 	opts := []nats.Option{nats.Name(b.cfg.Name), nats.MaxReconnects(-1), nats.ReconnectWait(b.cfg.ReconnectWait),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -200,6 +204,10 @@ func (b *Bus) openStream() error {
 			Replicas:          b.cfg.Replicas,
 			MaxMsgsPerSubject: b.cfg.MaxMsgsPerSubject,
 			Discard:           jetstream.DiscardOld,
+			// Each node follows each of its rooms with a consumer; the
+			// server's default (1 000 per stream, and -1 here counts as
+			// unset) would cap a cluster at 1 000 followed rooms.
+			MaxConsumers: maxFollowed,
 		})
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) { // another node created it first
 			st, err = b.js.Stream(ctx, b.cfg.Stream)

@@ -205,3 +205,32 @@ func TestDataDirRestart(t *testing.T) {
 		t.Errorf("a new store has the old epoch %q", epoch)
 	}
 }
+
+// TestFollowsPastServerDefault: the stream this relay creates takes more
+// consumers (followed rooms) than nats-server's default of 1 000 per stream.
+func TestFollowsPastServerDefault(t *testing.T) {
+	ns := runServer(t, t.TempDir(), -1)
+	b := open(t, Config{URL: ns.ClientURL(), Name: "n0"})
+	const rooms = 1100
+	feeds := make([]*recFeed, rooms)
+	for i := range feeds {
+		feeds[i] = newRecFeed()
+		stop := b.Watch(fmt.Sprintf("lobby:%d", i), feeds[i])
+		defer stop()
+	}
+	for i, f := range feeds {
+		select {
+		case <-f.synced:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("room %d of %d never caught up (consumer limit?)", i, rooms)
+		}
+	}
+	if _, err := publish(t, b, "lobby:1099", "hi"); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(10 * time.Second); len(feeds[rooms-1].got()) != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the last room's message never came through its consumer")
+		}
+	}
+}
