@@ -55,7 +55,8 @@ func raceEnabled() bool {
 // message delivered, so r.fl holds a prepared flight.
 func countRoom(t testing.TB, n int) (*testEnv, *Room, []*countMember) {
 	t.Helper()
-	e := newEnv(t, Config{Loops: 1})
+	// No count-only presence flight may replace the one under test.
+	e := newEnv(t, Config{Loops: 1, PresenceInterval: time.Hour})
 	const room = "alloc:1"
 	members := make([]*countMember, n)
 	var err error
