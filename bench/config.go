@@ -13,6 +13,7 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -75,6 +76,18 @@ type Config struct {
 	RelayPID      int      `json:"relay_pid"`      // relay process whose VmRSS is read from /proc (one relay only); zero means none
 	WorkerCommand []string `json:"worker_command"` // argv of a worker process (ServeWorker); zero means this executable with "-worker"
 	Seed          uint64   `json:"seed"`           // picks sampled and stalled members; zero means 1
+
+	// HookBackend is the address (host:port) of a publish hook backend the
+	// run serves (hookbackend.go) for the relay's publish_hook.url to point
+	// at; zero means none (and no Report.Hook).
+	HookBackend string `json:"hook_backend,omitempty"`
+	// HookDelay is how long the hook backend waits before answering
+	// {"allow": true}; zero means at once.
+	HookDelay time.Duration `json:"hook_delay,omitempty"`
+	// HookListener, if not nil, is where the hook backend serves instead
+	// of a new listener on HookBackend; Run closes it. For callers that
+	// must know the port before the run (tests, the command).
+	HookListener net.Listener `json:"-"`
 }
 
 // scenarioDefaults are the defaults of one scenario, as functions of N.
@@ -247,6 +260,8 @@ func (c *Config) validateShape() error {
 		return errors.New("bench: procs must be in 1..64")
 	case c.Duration < 0:
 		return errors.New("bench: duration must be positive")
+	case c.HookDelay < 0:
+		return errors.New("bench: hook delay must not be negative")
 	}
 	return nil
 }

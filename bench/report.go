@@ -39,6 +39,7 @@ type Report struct {
 	Client      ClientStats      `json:"client"`
 	Server      *ServerStats     `json:"server,omitempty"` // with several relays: sums over them (latency quantiles over all)
 	Nodes       []NodeStats      `json:"nodes,omitempty"`  // by relay, with several relays (Config.URL a list)
+	Hook        *HookStats       `json:"hook,omitempty"`   // the bench's publish hook backend (Config.HookBackend) only
 	Timeline    []Progress       `json:"timeline"`
 	Warnings    []string         `json:"warnings"`
 }
@@ -181,6 +182,9 @@ func (c *coordinator) report() *Report {
 	r.Server = c.serverStats(win, sum)
 	r.Nodes = c.nodeStats(win)
 	r.Drift = drift(c.timeline)
+	if c.hook != nil {
+		r.Hook = c.hook.stats()
+	}
 	r.Warnings = append(r.Warnings, c.checks(r)...)
 	if r.Warnings == nil {
 		r.Warnings = []string{}

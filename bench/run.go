@@ -40,6 +40,9 @@ const (
 func Run(ctx context.Context, cfg Config, progress func(Progress)) (*Report, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
+		if cfg.HookListener != nil {
+			cfg.HookListener.Close()
+		}
 		return nil, err
 	}
 	c := newCoordinator(cfg, progress)
@@ -80,6 +83,8 @@ type coordinator struct {
 	acks                   []uint64
 	results                []*workerResult
 
+	hook *hookBackend // with Config.HookBackend or HookListener
+
 	base, winStart, winEnd *relaySample
 	winStartC, winEndC     <-chan time.Time
 }
@@ -104,6 +109,13 @@ func (c *coordinator) start(ctx context.Context) error {
 	c.started = time.Now()
 	c.prevAt = c.started
 	c.base = c.sample(ctx)
+	if c.cfg.HookListener != nil || c.cfg.HookBackend != "" {
+		h, err := startHookBackend(c.cfg.HookListener, c.cfg.HookBackend, c.cfg.HookDelay)
+		if err != nil {
+			return fmt.Errorf("cannot start the hook backend: %w", err)
+		}
+		c.hook = h
+	}
 	for i := 0; i < c.cfg.Procs; i++ {
 		p := c.plan
 		p.Worker = i
@@ -136,6 +148,9 @@ func (c *coordinator) close() {
 	close(c.quit)
 	for _, h := range c.handles {
 		h.close()
+	}
+	if c.hook != nil {
+		c.hook.close()
 	}
 }
 

@@ -60,6 +60,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		row("relay bus", "%.0f stored, %.0f received, %.0f conflicts, %.0f failures; publish p50 <= %.3g ms, p99 <= %.3g ms",
 			bs.MessagesOut, bs.MessagesIn, bs.Conflicts, bs.PublishFailures, bs.PublishP50MS, bs.PublishP99MS)
 	}
+	if h := r.Hook; h != nil {
+		row("hook backend", "%s  %d calls answered after %.3g ms, %d bad; answer ms %s", h.URL, h.Calls, h.DelayMS, h.Bad, h.Answer)
+	}
 	for _, n := range r.Nodes {
 		row(fmt.Sprintf("node %d", n.Index), "%s  %s", n.URL, n.nodeLine())
 	}

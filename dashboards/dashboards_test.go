@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"slices"
 	"sort"
@@ -603,7 +604,8 @@ func TestAlertRulesStructure(t *testing.T) {
 	}
 	for _, want := range []string{"up", "roomcast_fanout_seconds_bucket", "roomcast_slow_consumers_total",
 		"roomcast_handshake_failures_total", "roomcast_outbound_queued_bytes", "roomcast_ratelimit_hits_total",
-		"roomcast_messages_rejected_total", "roomcast_bus_connected", "roomcast_bus_publish_failures_total"} {
+		"roomcast_messages_rejected_total", "roomcast_bus_connected", "roomcast_bus_publish_failures_total",
+		"roomcast_publish_hook_requests_total", "roomcast_webhook_events_total"} {
 		found := false
 		for _, g := range rf.Groups {
 			for _, r := range g.Rules {
@@ -934,6 +936,35 @@ var busWants = []want{
 	{"roomcast_bus_rooms_followed", nil, 1},
 }
 
+// backendWants are what driveTraffic shows on a relay configured by
+// withBackend: its messages allowed by the hook and sent to the webhook.
+var backendWants = []want{
+	{"roomcast_publish_hook_requests_total", map[string]string{"outcome": "allow"}, 3},
+	{"roomcast_publish_hook_seconds", nil, 3},
+	{"roomcast_webhook_events_total", map[string]string{"webhook": "0", "outcome": "sent"}, 3},
+	{"roomcast_webhook_posts_total", map[string]string{"webhook": "0", "result": "ok"}, 1},
+}
+
+// withBackend configures a publish hook on every namespace and a webhook
+// of every event, both answered by httptest servers, so that the hook's and
+// webhooks' metrics are exported.
+func withBackend(t *testing.T) func(*relay.Config) {
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"allow": true}`)
+	}))
+	t.Cleanup(hook.Close)
+	events := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	t.Cleanup(events.Close)
+	return func(c *relay.Config) {
+		c.Namespaces = map[string]relay.Namespace{"default": {PublishHook: &relay.PublishHook{URL: hook.URL}}}
+		c.Webhooks = []relay.Webhook{{URL: events.URL, Secret: "s", BatchWait: 10 * time.Millisecond}}
+	}
+}
+
 // scrape reads the relay's /metrics until the traffic shows in it (and the
 // extra samples).
 func scrape(t *testing.T, srv *relay.Server, extra ...want) []byte {
@@ -999,15 +1030,16 @@ func startRelay(t *testing.T, mod func(*relay.Config)) *relay.Server {
 }
 
 // TestQueriedMetricsAreExported checks every queried metric, label and
-// label value against what real relays export: one in memory mode and one
-// with a bus (-data-dir, an embedded NATS server in a temp dir), whose
-// expositions are merged, so the bus panels and alerts are checked too.
+// label value against what real relays export: one in memory mode with a
+// publish hook and a webhook (httptest backends), and one with a bus
+// (-data-dir, an embedded NATS server in a temp dir), whose expositions are
+// merged, so the hook, webhook and bus panels and alerts are checked too.
 func TestQueriedMetricsAreExported(t *testing.T) {
-	mem := startRelay(t, nil)
+	mem := startRelay(t, withBackend(t))
 	durable := startRelay(t, func(c *relay.Config) { c.DataDir = t.TempDir() })
 	driveTraffic(t, mem)
 	driveTraffic(t, durable)
-	e, err := parseExposition(bytes.NewReader(scrape(t, mem)))
+	e, err := parseExposition(bytes.NewReader(scrape(t, mem, backendWants...)))
 	if err != nil {
 		t.Fatalf("parse /metrics: %v", err)
 	}

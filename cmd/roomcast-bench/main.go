@@ -4,6 +4,9 @@
 //
 //	roomcast-bench -url ws://127.0.0.1:8080/ws -jwt-secret s -scenario stream -procs 2
 //
+// With -hook-backend ADDR it also serves a publish hook backend that
+// answers {"allow": true} after -hook-delay, to measure what a hook adds.
+//
 // It prints a progress line every second to stderr, a table at the end to
 // stdout, and with -json FILE the report in the schema of BENCHMARKS.md.
 package main
@@ -15,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -60,6 +64,16 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		defer stop()
 		os.Setenv(profileEnv, opt.cpuProf) // worker processes profile themselves
+	}
+	if cfg.HookBackend != "" {
+		// Listen here, so that the URL printed is the one served (port 0).
+		ln, err := net.Listen("tcp", cfg.HookBackend)
+		if err != nil {
+			return fmt.Errorf("hook backend: %w", err)
+		}
+		cfg.HookListener = ln
+		fmt.Fprintf(stderr, "hook backend: http://%s/ answers {\"allow\": true} after %v; point a namespace's publish_hook.url at it\n",
+			ln.Addr(), cfg.HookDelay)
 	}
 	progress, endLine := progressPrinter(stderr, opt.quiet)
 	rep, err := bench.Run(ctx, cfg, progress)
@@ -112,6 +126,8 @@ func parseFlags(args []string, stderr io.Writer) (bench.Config, options, error) 
 	fs.StringVar(&c.MetricsURL, "metrics-url", "", "relay /metrics to scrape at the window's start and end, e.g. http://127.0.0.1:9090/metrics; with several relays one per relay, comma-separated, in -url's order")
 	fs.IntVar(&c.RelayPID, "relay-pid", 0, "relay process id, to read its VmRSS from /proc (one relay only)")
 	fs.Uint64Var(&c.Seed, "seed", 1, "picks sampled and stalled members")
+	fs.StringVar(&c.HookBackend, "hook-backend", "", "serve a publish hook backend on this address, e.g. 127.0.0.1:7000, answering {\"allow\": true}; point the relay's publish_hook.url at it (the report adds its calls and answer times)")
+	fs.DurationVar(&c.HookDelay, "hook-delay", 0, "with -hook-backend: wait this long before each answer, e.g. 1ms")
 	fs.StringVar(&o.jsonFile, "json", "", "write the report as JSON to this file")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines")
 	fs.StringVar(&o.cpuProf, "cpuprofile", "", "write a CPU profile to this file (worker processes write FILE.<pid>)")
