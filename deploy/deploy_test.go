@@ -259,7 +259,9 @@ func lookTool(t *testing.T, name string) string {
 	}
 	if err != nil {
 		if os.Getenv("CI") == "" {
-			t.Skipf("needs %s (Debian package %s; .ci/run installs it): %v", name, name, err)
+			msg := fmt.Sprintf("needs %s (Debian package %s; .ci/run installs it): %v", name, name, err)
+			fmt.Fprintf(os.Stderr, "SKIP %s: %s\n", t.Name(), msg) // shown without -v too
+			t.Skip(msg)
 		}
 		t.Fatalf("CI is set but %s is missing: %v", name, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -333,4 +334,14 @@ func scrape(t testing.TB, srv *relay.Server) map[string]*dto.MetricFamily {
 		t.Fatal(err)
 	}
 	return fams
+}
+
+// skipLoud skips a test that needs a program this machine lacks, saying so
+// on stderr as well, so that the skip shows in go test's default output
+// (t.Skip alone shows only with -v). CI sets CI, which turns these skips
+// into failures.
+func skipLoud(t testing.TB, msg string) {
+	t.Helper()
+	fmt.Fprintf(os.Stderr, "SKIP %s: %s\n", t.Name(), msg)
+	t.Skip(msg)
 }

@@ -23,7 +23,7 @@ func needNode(t *testing.T) string {
 		if os.Getenv("CI") != "" {
 			t.Fatal(msg)
 		}
-		t.Skip(msg)
+		skipLoud(t, msg)
 	}
 	return node
 }

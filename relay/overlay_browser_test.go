@@ -30,7 +30,7 @@ func startBrowser(t *testing.T) context.Context {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		if os.Getenv("CI") == "" {
-			t.Skipf("browser test needs %s (Debian package chromium; .ci/run installs it): %v", chromiumPath, err)
+			skipLoud(t, fmt.Sprintf("browser test needs %s (Debian package chromium; .ci/run installs it): %v", chromiumPath, err))
 		}
 		t.Fatalf("CI is set but %s is missing: %v", chromiumPath, err)
 	}
