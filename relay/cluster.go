@@ -128,14 +128,37 @@ type joinAgain struct {
 func (t joinAgain) Run(context.Context) error {
 	s := t.s
 	defer s.srv.rescue(s.conn, siteTask)
+	w := s.waiting[t.c.Room]
+	delete(s.waiting, t.c.Room)
 	switch {
 	case s.state != stateOpen:
+		return nil
 	case t.err != nil:
 		s.refused(&t.c, "room", t.err)
 	default:
 		s.joinRoom(&t.c, false)
 	}
+	if w != nil && w.leave { // a leave came while the join waited
+		s.leave(&proto.Command{T: proto.TLeave, Ref: w.leaveRef, Room: t.c.Room})
+	}
 	return nil
+}
+
+// waitingJoin is a join waiting for its room to catch up, and a leave of
+// that room that came meanwhile.
+type waitingJoin struct {
+	leave    bool
+	leaveRef uint64
+}
+
+// waitFor records a join of room waiting for joinAgain. Called on the loop.
+func (s *session) waitFor(room string) {
+	if s.waiting == nil {
+		s.waiting = make(map[string]*waitingJoin, 1)
+	}
+	if s.waiting[room] == nil {
+		s.waiting[room] = &waitingJoin{}
+	}
 }
 
 // shareMod stores a ban, timeout or slow mode (already applied here) for

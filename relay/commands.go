@@ -89,7 +89,8 @@ func (s *session) joinRoom(c *proto.Command, wait bool) {
 	}
 	ms, res, err := s.srv.hub.Join(c.Room, &req)
 	if err == shard.ErrSyncing {
-		return // answered by joinAgain once the room caught up
+		s.waitFor(c.Room) // answered by joinAgain once the room caught up
+		return
 	}
 	if err != nil {
 		s.refused(c, "room", err) // the only limit in time a join meets here: rooms created per IP
@@ -144,6 +145,10 @@ func (s *session) joined(c *proto.Command, res shard.JoinResult) {
 
 func (s *session) leave(c *proto.Command) {
 	ms := s.rooms[c.Room]
+	if w := s.waiting[c.Room]; ms == nil && w != nil {
+		w.leave, w.leaveRef = true, c.Ref // answered after the join: joined, then left
+		return
+	}
 	if ms == nil {
 		s.fail(c.Ref, proto.CodeNotJoined, "not in this room", c.Room)
 		return

@@ -45,6 +45,7 @@ type session struct {
 	closingSince time.Time
 	sseWaiting   bool                         // an admitted /sse request waiting for its room to catch up with the bus (sseJoin): still stateHTTP, it reads nothing more
 	rooms        map[string]*shard.Membership // made on the first join
+	waiting      map[string]*waitingJoin      // joins waiting for their room to catch up with the bus (cluster.go); made on the first
 	joins        ratelimit.Bucket             // joins of this connection
 	frag         []byte                       // a fragmented message being reassembled
 	fragOp       byte                         // its opcode; 0 when none
