@@ -104,6 +104,9 @@ func applyEnvAndFile(fs *flag.FlagSet, file string) (configFile, error) {
 			return
 		}
 		if v, ok := doc.Flags[f.Name]; ok {
+			if v == nil {
+				v = "" // "key:" with no value
+			}
 			if e := fs.Set(f.Name, fmt.Sprint(v)); e != nil {
 				err = fmt.Errorf("config %s: %s: %w", file, f.Name, e)
 			}

@@ -210,7 +210,7 @@ func TestSettingsEnvAndFile(t *testing.T) {
 func TestSettingsLoad(t *testing.T) {
 	clearSettingsEnv(t)
 	file := filepath.Join(t.TempDir(), "roomcast.yaml")
-	yml := "batch-bytes: 4096\nempty-room-ttl: 90s\nmax-body: 300\ninbox_namespace: dm\n" +
+	yml := "batch-bytes: 4096\nempty-room-ttl: 90s\nmax-body: 300\ninbox_namespace: dm\nnats-stream:\n" +
 		"namespaces:\n  dm:\n    whispers: false\nwebhooks:\n  - url: http://127.0.0.1:7000/events\n    secret: s\n"
 	if err := os.WriteFile(file, []byte(yml), 0o600); err != nil {
 		t.Fatal(err)
@@ -233,6 +233,9 @@ func TestSettingsLoad(t *testing.T) {
 	}
 	if cfg.MaxBody != 400 || cfg.InboxNamespace != "dm" || *cfg.Namespaces["dm"].Whispers || len(cfg.Webhooks) != 1 {
 		t.Errorf("max-body %d, inbox %q, namespaces %+v, webhooks %+v", cfg.MaxBody, cfg.InboxNamespace, cfg.Namespaces, cfg.Webhooks)
+	}
+	if cfg.NATSStream != "" { // "nats-stream:" with no value is empty, natsbus's default
+		t.Errorf("nats-stream %q", cfg.NATSStream)
 	}
 	if !reflect.DeepEqual(cfg.TrustedProxies, []string{"10.0.0.0/8", "192.168.0.0/16"}) || cfg.IPExempt == nil || len(cfg.IPExempt) != 0 {
 		t.Errorf("proxies %q, exempt %#v", cfg.TrustedProxies, cfg.IPExempt)
