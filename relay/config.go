@@ -104,62 +104,87 @@ const (
 	maxMetaTotal     = 1024             // bytes of a meta's keys and values together
 )
 
+// Defaults returns the default of every field whose default does not
+// depend on the machine: the values setDefaults puts in place of zeros.
+// Loops (GOMAXPROCS), MaxConns (from RLIMIT_NOFILE), NodeID (the host name)
+// and Logger stay zero. Hub holds the room engine's batch and housekeeping
+// defaults. cmd/roomcast's settings table takes its defaults from here.
+func Defaults() Config {
+	return Config{
+		Listen:             ":8080",
+		Admin:              "127.0.0.1:9090",
+		MaxFrame:           64 << 10,
+		MaxBody:            500,
+		MaxRooms:           32,
+		MaxRoomsTotal:      100_000,
+		MaxOutbound:        1 << 20,
+		IdleTimeout:        60 * time.Second,
+		PingInterval:       25 * time.Second,
+		History:            100,
+		SendRate:           20.0 / 30,
+		SendBurst:          20,
+		AbuseStrikes:       10,
+		JoinRate:           RateLimit{Rate: 2, Burst: 32},
+		IPConnRate:         RateLimit{Rate: 20, Burst: 50},
+		IPMaxConns:         500,
+		IPRoomRate:         RateLimit{Rate: 5, Burst: 50},
+		IPExempt:           []string{"127.0.0.0/8", "::1/128"},
+		AdminHeaderTimeout: 5 * time.Second,
+		NATSStream:         "ROOMCAST",
+		NATSReplicas:       1,
+		InboxNamespace:     "user",
+		Hub: shard.Config{
+			MaxBatchMsgs:     shard.DefaultMaxBatchMsgs,
+			MaxBatchBytes:    shard.DefaultMaxBatchBytes,
+			PresenceInterval: shard.DefaultPresenceInterval,
+			EmptyRoomTTL:     shard.DefaultEmptyRoomTTL,
+		},
+	}
+}
+
+// orDefault replaces a zero *v by d.
+func orDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
+}
+
+// setDefaults replaces zero fields by their defaults (Defaults, and the
+// machine's for Loops, MaxConns and NodeID). The Hub's batch settings are
+// left to shard.NewHub, NATSStream and NATSReplicas to natsbus.Open.
 func (c *Config) setDefaults() {
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	if c.Listen == "" {
-		c.Listen = ":8080"
-	}
-	if c.Admin == "" {
-		c.Admin = "127.0.0.1:9090"
-	}
-	def(&c.Loops, runtime.GOMAXPROCS(0))
-	def(&c.MaxFrame, 64<<10)
-	def(&c.MaxBody, 500)
-	def(&c.MaxRooms, 32)
-	def(&c.MaxRoomsTotal, 100_000)
-	def(&c.Hub.MaxRooms, c.MaxRoomsTotal)
-	def(&c.MaxOutbound, 1<<20)
-	def(&c.History, 100)
-	def(&c.SendBurst, 20)
-	def(&c.AbuseStrikes, 10)
-	def(&c.IPMaxConns, 500)
-	if c.JoinRate == (RateLimit{}) {
-		c.JoinRate = RateLimit{Rate: 2, Burst: 32}
-	}
-	if c.IPRoomRate == (RateLimit{}) {
-		c.IPRoomRate = RateLimit{Rate: 5, Burst: 50}
-	}
-	if c.IPConnRate == (RateLimit{}) {
-		c.IPConnRate = RateLimit{Rate: 20, Burst: 50}
-	}
+	d := Defaults()
+	orDefault(&c.Listen, d.Listen)
+	orDefault(&c.Admin, d.Admin)
+	orDefault(&c.Loops, runtime.GOMAXPROCS(0))
+	orDefault(&c.MaxFrame, d.MaxFrame)
+	orDefault(&c.MaxBody, d.MaxBody)
+	orDefault(&c.MaxRooms, d.MaxRooms)
+	orDefault(&c.MaxRoomsTotal, d.MaxRoomsTotal)
+	orDefault(&c.Hub.MaxRooms, c.MaxRoomsTotal)
+	orDefault(&c.MaxOutbound, d.MaxOutbound)
+	orDefault(&c.History, d.History)
+	orDefault(&c.SendBurst, d.SendBurst)
+	orDefault(&c.AbuseStrikes, d.AbuseStrikes)
+	orDefault(&c.IPMaxConns, d.IPMaxConns)
+	orDefault(&c.JoinRate, d.JoinRate)
+	orDefault(&c.IPRoomRate, d.IPRoomRate)
+	orDefault(&c.IPConnRate, d.IPConnRate)
 	if c.IPExempt == nil {
-		c.IPExempt = []string{"127.0.0.0/8", "::1/128"}
+		c.IPExempt = d.IPExempt
 	}
-	if c.SendRate == 0 {
-		c.SendRate = 20.0 / 30
-	}
-	if c.IdleTimeout == 0 {
-		c.IdleTimeout = 60 * time.Second
-	}
-	if c.PingInterval == 0 {
-		c.PingInterval = 25 * time.Second
-	}
+	orDefault(&c.SendRate, d.SendRate)
+	orDefault(&c.IdleTimeout, d.IdleTimeout)
+	orDefault(&c.PingInterval, d.PingInterval)
 	if c.MaxConns == 0 {
 		c.MaxConns = fdConnCap()
 	}
-	if c.AdminHeaderTimeout == 0 {
-		c.AdminHeaderTimeout = 5 * time.Second
-	}
+	orDefault(&c.AdminHeaderTimeout, d.AdminHeaderTimeout)
 	if c.NodeID == "" {
 		c.NodeID, _ = os.Hostname()
 	}
-	if c.InboxNamespace == "" {
-		c.InboxNamespace = "user"
-	}
+	orDefault(&c.InboxNamespace, d.InboxNamespace)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -92,6 +92,15 @@ type Config struct {
 	Epoch            func() string          // names a new room's history; nil means 8 random base32 characters
 }
 
+// Defaults of the batch and housekeeping settings of Config, for the
+// relay's settings table.
+const (
+	DefaultMaxBatchMsgs     = 256
+	DefaultMaxBatchBytes    = 64 << 10
+	DefaultPresenceInterval = time.Second
+	DefaultEmptyRoomTTL     = 10 * time.Minute
+)
+
 // ErrRoomLimit refuses to create a room past Config.MaxRooms.
 var ErrRoomLimit = errors.New("shard: too many rooms")
 
@@ -140,16 +149,16 @@ func NewHub(cfg Config) *Hub {
 		cfg.Policy = func(string) Policy { return Policy{} }
 	}
 	if cfg.MaxBatchMsgs <= 0 {
-		cfg.MaxBatchMsgs = 256
+		cfg.MaxBatchMsgs = DefaultMaxBatchMsgs
 	}
 	if cfg.MaxBatchBytes <= 0 {
-		cfg.MaxBatchBytes = 64 << 10
+		cfg.MaxBatchBytes = DefaultMaxBatchBytes
 	}
 	if cfg.PresenceInterval <= 0 {
-		cfg.PresenceInterval = time.Second
+		cfg.PresenceInterval = DefaultPresenceInterval
 	}
 	if cfg.EmptyRoomTTL <= 0 {
-		cfg.EmptyRoomTTL = 10 * time.Minute
+		cfg.EmptyRoomTTL = DefaultEmptyRoomTTL
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
