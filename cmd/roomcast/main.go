@@ -46,7 +46,7 @@ func run(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("roomcast", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: roomcast [flags]       run the relay\n       roomcast token [flags] print a user token (roomcast token -h)\n\nflags (also ROOMCAST_<NAME> in the environment, or keys of the -config file):\n")
+		fmt.Fprintf(stderr, "usage: roomcast [flags]       run the relay\n       roomcast token [flags] print a user token (roomcast token -h)\n       roomcast tail [flags] ROOM...  print a room's messages as JSON lines (roomcast tail -h)\n       roomcast chat [flags] ROOM     send stdin lines, print the room (roomcast chat -h)\n\nflags (also ROOMCAST_<NAME> in the environment, or keys of the -config file):\n")
 		fs.PrintDefaults()
 	}
 	cfg, given, err := load(fs, args)
