@@ -306,11 +306,7 @@ func (f roomFeed) Remote(n int) {
 	}
 	r.remote = n
 	r.presenceLocked(nil, "")
-	kick := r.kickLocked()
-	r.mu.Unlock()
-	if kick {
-		r.flush()
-	}
+	r.unlockKick()
 }
 
 // totalLocked is the room's connections on every node.

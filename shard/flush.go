@@ -142,6 +142,12 @@ func (r *Room) waitLocked() bool {
 func (r *Room) windowFired() {
 	r.mu.Lock()
 	r.windowSet = false
+	r.unlockKick()
+}
+
+// unlockKick unlocks the room, having started a flight if one is due, and
+// flushes it outside the lock.
+func (r *Room) unlockKick() {
 	kick := r.kickLocked()
 	r.mu.Unlock()
 	if kick {
@@ -193,11 +199,7 @@ func (r *Room) taskDone() {
 	}
 	r.mu.Lock()
 	r.endFlightLocked()
-	kick := r.kickLocked()
-	r.mu.Unlock()
-	if kick {
-		r.flush()
-	}
+	r.unlockKick()
 }
 
 // encodeFlight builds the frames of the flight: a batch frame per run of

@@ -142,11 +142,7 @@ func (r *Room) clearLocal() {
 		e.forget()
 	}
 	r.controlLocked(&proto.Clear{T: proto.TClear, Room: r.name})
-	kick := r.kickLocked()
-	r.mu.Unlock()
-	if kick {
-		r.flush()
-	}
+	r.unlockKick()
 }
 
 // forget drops a message's content. A flush already under way still holds

@@ -293,11 +293,7 @@ func (r *Room) join(req *JoinRequest) (*Membership, JoinResult, error) {
 	r.open = nil // the joiner skips every presence event up to its own join
 	ms.joinDisp, ms.joinPres = r.dispEvn, r.evn
 	res := r.resultLocked(req)
-	kick := r.kickLocked()
-	r.mu.Unlock()
-	if kick {
-		r.flush()
-	}
+	r.unlockKick()
 	return ms, res, nil
 }
 
@@ -519,11 +515,7 @@ func (r *Room) countPresence() {
 	r.evn++
 	r.pending = append(r.pending, item{p: &presItem{evn: r.evn, count: r.totalLocked()}})
 	r.open = nil
-	kick := r.kickLocked()
-	r.mu.Unlock()
-	if kick {
-		r.flush()
-	}
+	r.unlockKick()
 }
 
 func (r *Room) reapable(cutoff time.Time) bool {
