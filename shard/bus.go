@@ -44,10 +44,12 @@ type Control struct {
 // and Synced are called on one goroutine of the bus at a time; Local and
 // Remote on another.
 type Feed interface {
-	// Local returns the room's connections on this node.
-	Local() int
-	// Remote sets the room's connections on the other nodes.
-	Remote(n int)
+	// Local returns the room's connections on this node and, while the room
+	// lists members, its users here (remote_members.go).
+	Local() LocalPresence
+	// Remote sets the room's connections on the other nodes and the users
+	// they list, merged: each user once (any order), nil when none list.
+	Remote(n int, members []proto.Member)
 	// Ingest adds messages in seq order; seqs at or below the room's last
 	// are ignored (a restarted feed may repeat them).
 	Ingest(msgs []proto.Message)
@@ -286,27 +288,6 @@ func (f roomFeed) Control(c Control) {
 // to count and log: the moderator was answered already.
 func (r *Room) moderateBus(c Control) {
 	r.hub.cfg.Bus.Moderate(r.name, c, func(uint64, error) {})
-}
-
-// Local returns the room's connections on this node (bus goroutine).
-func (f roomFeed) Local() int {
-	f.r.mu.Lock()
-	defer f.r.mu.Unlock()
-	return f.r.count
-}
-
-// Remote sets the room's connections on other nodes; a change is told to
-// members like a local one (bus goroutine).
-func (f roomFeed) Remote(n int) {
-	r := f.r
-	r.mu.Lock()
-	if r.dead || r.remote == n {
-		r.mu.Unlock()
-		return
-	}
-	r.remote = n
-	r.presenceLocked(nil, "")
-	r.unlockKick()
 }
 
 // totalLocked is the room's connections on every node.

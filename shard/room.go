@@ -71,6 +71,8 @@ type Room struct {
 	fl        flight       // the flush in flight: written by the flusher, read by the loop tasks
 	remaining atomic.Int32 // loop tasks of the flush in flight not yet done
 	loops     []loopRoom   // indexed by event loop
+
+	remoteUsers map[string]string // users other nodes list, by id: their names; guarded by mu (Bus; remote_members.go)
 }
 
 type user struct {
@@ -285,7 +287,7 @@ func (r *Room) join(req *JoinRequest) (*Membership, JoinResult, error) {
 		}
 		u.conns++
 	}
-	if newUser {
+	if newUser && !r.elsewhereLocked(req.User) {
 		r.presenceLocked(&proto.Member{ID: req.User, Name: req.Name}, "")
 	} else {
 		r.presenceLocked(nil, "")
@@ -354,11 +356,11 @@ func (r *Room) membersLocked(anon bool) []proto.Member {
 	if r.listMax < 0 || r.totalLocked() > r.listMax || anon && r.policy.NoViewerList {
 		return nil
 	}
-	out := make([]proto.Member, 0, len(r.users))
+	out := make([]proto.Member, 0, len(r.users)+len(r.remoteUsers))
 	for id, u := range r.users {
 		out = append(out, proto.Member{ID: id, Name: u.name})
 	}
-	return out
+	return r.appendRemoteLocked(out)
 }
 
 // historyLocked returns the msgpack payloads of the kept messages the
@@ -445,7 +447,9 @@ func (ms *Membership) Leave() {
 	if u := r.users[ms.user]; !ms.anon && u != nil {
 		if u.conns--; u.conns == 0 {
 			delete(r.users, ms.user)
-			gone = ms.user
+			if !r.elsewhereLocked(ms.user) {
+				gone = ms.user
+			}
 		}
 	}
 	r.presenceLocked(nil, gone)

@@ -45,6 +45,7 @@ type Config struct {
 	ReconnectWait     time.Duration // between reconnects to NATS; zero means 250ms
 	Name              string        // connection name shown by NATS; zero means "roomcast"
 	Logger            *slog.Logger  // zero means slog.Default()
+	PresenceTTL       time.Duration // drops another node's presence not repeated within it (node died); zero means 15s (presence.go)
 }
 
 // subjectPrefix prefixes every room's subject.
@@ -122,6 +123,9 @@ func Open(cfg Config) (*Bus, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.PresenceTTL <= 0 {
+		cfg.PresenceTTL = 15 * time.Second
 	}
 	b := &Bus{cfg: cfg, log: cfg.Logger, pubs: map[string]*publisher{}, pres: map[*presence]struct{}{}, node: nuid.Next()}
 	b.ctx, b.cancel = context.WithCancel(context.Background())

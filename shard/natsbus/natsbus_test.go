@@ -59,9 +59,9 @@ func (f *recFeed) Ingest(msgs []proto.Message) {
 
 func (f *recFeed) Control(shard.Control) {}
 
-func (f *recFeed) Local() int { return 0 }
+func (f *recFeed) Local() shard.LocalPresence { return shard.LocalPresence{} }
 
-func (f *recFeed) Remote(int) {}
+func (f *recFeed) Remote(int, []proto.Member) {}
 
 func (f *recFeed) Synced(err error) {
 	if err == nil {

@@ -1,29 +1,50 @@
 package natsbus
 
 import (
-	"strconv"
+	"cmp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/roomcast/roomcast/relay/proto"
 	"github.com/roomcast/roomcast/shard"
 )
 
-// Presence across nodes: each node tells the others how many connections
-// it has in each room it follows, on core NATS (not stored), subject
-// "roomcast.presence.<room as in Subject>", payload "<node> <count>": when
-// its count changed (checked every presenceTick) and every presenceBeat
-// while it is not zero. A node sums the others' latest counts; a count not
-// repeated within presenceTTL (its node died) is dropped.
+// Presence across nodes: each node tells the others its connections in each
+// room it follows and, while the room lists members, its users there, on
+// core NATS (not stored): subject "roomcast.presence.<room as in Subject>",
+// payload a msgpack presenceMsg. It tells when its count or list changed
+// (checked every presenceTick) and every beat (TTL/3, 5 s by default) while
+// its count is not zero. A node sums the others' latest counts and merges
+// their lists (each user once); what a node does not repeat within the TTL
+// (Config.PresenceTTL, 15 s by default: its node died) is dropped, and its
+// users leave.
 
 const (
-	presencePrefix = "roomcast.presence."
-	presenceTick   = time.Second
-	presenceBeat   = 5 * time.Second
-	presenceTTL    = 3 * presenceBeat
+	presencePrefix  = "roomcast.presence."
+	presenceTick    = time.Second
+	presenceVersion = 1
+
+	// A node lists at most maxPresenceMembers users of a room, in a payload
+	// of at most maxPresenceBytes (well under NATS's default 1 MiB); past
+	// either it tells its count only, as for rooms that do not list members.
+	// Received messages past them are ignored.
+	maxPresenceMembers = 1000
+	maxPresenceBytes   = 256 << 10
 )
+
+// presenceMsg is one node's presence in one room.
+type presenceMsg struct {
+	V      int            `msgpack:"v"`           // presenceVersion; other versions are ignored
+	Node   string         `msgpack:"node"`        // the sender (Bus.node)
+	N      int            `msgpack:"n"`           // its connections in the room
+	Listed bool           `msgpack:"l,omitempty"` // the room lists members: M is the sender's whole list
+	M      []proto.Member `msgpack:"m,omitempty"` // the sender's users, each once
+}
 
 // presence is one followed room's share of presence.
 type presence struct {
@@ -32,29 +53,38 @@ type presence struct {
 	sub  *nats.Subscription
 
 	// Owned by the presence goroutine.
-	sent     int // the count last told
+	sent     shard.LocalPresence // last told; Members sorted by ID
 	told     bool
 	beat     time.Time
 	lastSum  int
+	lastList []proto.Member // last merged list handed to Remote, sorted by ID
 	gotFirst bool
 
 	mu     sync.Mutex
-	others map[string]nodeCount // by node
+	others map[string]nodePresence // by node
 }
 
-type nodeCount struct {
-	n    int
-	seen time.Time
+type nodePresence struct {
+	n       int
+	members []proto.Member // nil unless the node lists
+	seen    time.Time
 }
 
 func presenceSubject(room string) string {
 	return presencePrefix + strings.TrimPrefix(Subject(room), subjectPrefix)
 }
 
-// followPresence starts telling and hearing the room's counts; the returned
-// func stops it.
+// presenceTimes returns the TTL, the beat and the tick of presence.
+func (b *Bus) presenceTimes() (ttl, beat, tick time.Duration) {
+	ttl = b.cfg.PresenceTTL
+	beat = ttl / 3
+	return ttl, beat, min(presenceTick, beat)
+}
+
+// followPresence starts telling and hearing the room's presence; the
+// returned func stops it.
 func (b *Bus) followPresence(room string, f shard.Feed) func() {
-	p := &presence{f: f, subj: presenceSubject(room), others: map[string]nodeCount{}}
+	p := &presence{f: f, subj: presenceSubject(room), others: map[string]nodePresence{}}
 	sub, err := b.nc.Subscribe(p.subj, p.heard(b.node))
 	if err != nil {
 		b.log.Warn("cannot follow presence", "room", room, "err", err)
@@ -70,29 +100,40 @@ func (b *Bus) followPresence(room string, f shard.Feed) func() {
 		if p.sub != nil {
 			_ = p.sub.Unsubscribe()
 		}
-		if p.told && p.sent > 0 {
-			_ = b.nc.Publish(p.subj, []byte(b.node+" 0")) // gone from this node
+		if p.told && p.sent.Count > 0 {
+			if data, err := msgpack.Marshal(&presenceMsg{V: presenceVersion, Node: b.node}); err == nil {
+				_ = b.nc.Publish(p.subj, data) // gone from this node
+			}
 		}
 	}
 }
 
-// heard records another node's count (NATS subscription goroutine).
+// heard records another node's presence (NATS subscription goroutine).
+// Malformed, foreign-version or oversized messages are ignored.
 func (p *presence) heard(self string) nats.MsgHandler {
 	return func(m *nats.Msg) {
-		node, num, ok := strings.Cut(string(m.Data), " ")
-		n, err := strconv.Atoi(num)
-		if !ok || err != nil || n < 0 || node == self {
+		if len(m.Data) > maxPresenceBytes {
 			return
 		}
+		var pm presenceMsg
+		if err := msgpack.Unmarshal(m.Data, &pm); err != nil || pm.V != presenceVersion || pm.Node == "" ||
+			pm.Node == self || pm.N < 0 || len(pm.M) > maxPresenceMembers {
+			return
+		}
+		if !pm.Listed {
+			pm.M = nil
+		}
+		pm.M = slices.DeleteFunc(pm.M, func(m proto.Member) bool { return m.ID == "" })
 		p.mu.Lock()
-		p.others[node] = nodeCount{n: n, seen: time.Now()}
+		p.others[pm.Node] = nodePresence{n: pm.N, members: pm.M, seen: time.Now()}
 		p.mu.Unlock()
 	}
 }
 
-// presenceLoop tells and sums the counts of every followed room.
+// presenceLoop tells and merges the presence of every followed room.
 func (b *Bus) presenceLoop() {
-	t := time.NewTicker(presenceTick)
+	_, _, tick := b.presenceTimes()
+	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
 		select {
@@ -106,30 +147,57 @@ func (b *Bus) presenceLoop() {
 			}
 			b.presMu.Unlock()
 			for _, p := range list {
-				p.tick(b, now)
+				p.tell(b, now)
+				p.merge(b, now)
 			}
 		}
 	}
 }
 
-func (p *presence) tick(b *Bus, now time.Time) {
-	if n := p.f.Local(); n != p.sent || !p.told || n > 0 && now.Sub(p.beat) >= presenceBeat {
-		if b.Connected() && b.nc.Publish(p.subj, []byte(b.node+" "+strconv.Itoa(n))) == nil {
-			p.sent, p.told, p.beat = n, true, now
-		}
+func byID(a, b proto.Member) int { return cmp.Or(cmp.Compare(a.ID, b.ID), cmp.Compare(a.Name, b.Name)) }
+
+// tell publishes this node's presence in the room when it changed, or when
+// the beat is due.
+func (p *presence) tell(b *Bus, now time.Time) {
+	_, beat, _ := b.presenceTimes()
+	lp := p.f.Local()
+	if len(lp.Members) > maxPresenceMembers {
+		lp.Listed, lp.Members = false, nil
 	}
+	slices.SortFunc(lp.Members, byID)
+	changed := !p.told || lp.Count != p.sent.Count || lp.Listed != p.sent.Listed || !slices.Equal(lp.Members, p.sent.Members)
+	if !changed && (lp.Count == 0 || now.Sub(p.beat) < beat) {
+		return
+	}
+	data, err := msgpack.Marshal(&presenceMsg{V: presenceVersion, Node: b.node, N: lp.Count, Listed: lp.Listed, M: lp.Members})
+	if err == nil && len(data) > maxPresenceBytes {
+		data, err = msgpack.Marshal(&presenceMsg{V: presenceVersion, Node: b.node, N: lp.Count})
+	}
+	if err == nil && b.Connected() && b.nc.Publish(p.subj, data) == nil {
+		p.sent, p.told, p.beat = lp, true, now
+	}
+}
+
+// merge sums the other nodes' counts and merges their lists, dropping what
+// a node did not repeat within the TTL, and hands a change to the room.
+func (p *presence) merge(b *Bus, now time.Time) {
+	ttl, _, _ := b.presenceTimes()
 	sum := 0
+	var list []proto.Member
 	p.mu.Lock()
 	for node, c := range p.others {
-		if now.Sub(c.seen) > presenceTTL || c.n == 0 {
+		if now.Sub(c.seen) > ttl || c.n == 0 {
 			delete(p.others, node)
 			continue
 		}
 		sum += c.n
+		list = append(list, c.members...)
 	}
 	p.mu.Unlock()
-	if sum != p.lastSum || !p.gotFirst {
-		p.lastSum, p.gotFirst = sum, true
-		p.f.Remote(sum)
+	slices.SortFunc(list, byID)
+	list = slices.CompactFunc(list, func(a, b proto.Member) bool { return a.ID == b.ID }) // a user on two nodes: once
+	if sum != p.lastSum || !p.gotFirst || !slices.Equal(list, p.lastList) {
+		p.lastSum, p.lastList, p.gotFirst = sum, list, true
+		p.f.Remote(sum, list)
 	}
 }
