@@ -22,7 +22,9 @@ import (
 // its count is not zero. A node sums the others' latest counts and merges
 // their lists (each user once); what a node does not repeat within the TTL
 // (Config.PresenceTTL, 15 s by default: its node died) is dropped, and its
-// users leave.
+// users leave. A node that starts following a room tells at its next tick;
+// the others, hearing a node new to them, tell theirs at their next tick, so
+// it learns the room's lists within about two ticks, not a beat.
 
 const (
 	presencePrefix  = "roomcast.presence."
@@ -60,8 +62,9 @@ type presence struct {
 	lastList []proto.Member // last merged list handed to Remote, sorted by ID
 	gotFirst bool
 
-	mu     sync.Mutex
-	others map[string]nodePresence // by node
+	mu      sync.Mutex
+	others  map[string]nodePresence // by node
+	newPeer bool                    // a node not heard before spoke: tell ours at the next tick
 }
 
 type nodePresence struct {
@@ -125,6 +128,9 @@ func (p *presence) heard(self string) nats.MsgHandler {
 		}
 		pm.M = slices.DeleteFunc(pm.M, func(m proto.Member) bool { return m.ID == "" })
 		p.mu.Lock()
+		if _, ok := p.others[pm.Node]; !ok && pm.N > 0 {
+			p.newPeer = true
+		}
 		p.others[pm.Node] = nodePresence{n: pm.N, members: pm.M, seen: time.Now()}
 		p.mu.Unlock()
 	}
@@ -165,7 +171,11 @@ func (p *presence) tell(b *Bus, now time.Time) {
 		lp.Listed, lp.Members = false, nil
 	}
 	slices.SortFunc(lp.Members, byID)
-	changed := !p.told || lp.Count != p.sent.Count || lp.Listed != p.sent.Listed || !slices.Equal(lp.Members, p.sent.Members)
+	p.mu.Lock()
+	newPeer := p.newPeer
+	p.newPeer = false
+	p.mu.Unlock()
+	changed := newPeer || !p.told || lp.Count != p.sent.Count || lp.Listed != p.sent.Listed || !slices.Equal(lp.Members, p.sent.Members)
 	if !changed && (lp.Count == 0 || now.Sub(p.beat) < beat) {
 		return
 	}
