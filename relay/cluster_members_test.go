@@ -136,6 +136,15 @@ func TestClusterMemberOnTwoNodesOnce(t *testing.T) {
 	if ro.leaves["ux"] != 0 || ro.names["ux"] != "Xia" {
 		t.Errorf("ux left with a connection on b: leaves %v, members %v", ro.leaves, ro.names)
 	}
+	// ux on b and on c too: no join on c, and no leave when c's goes.
+	x3 := dial(t, c, dialOpts{token: token(t, "ux", "Xia", "")})
+	x3.join(room, 1)
+	ro.until(t, "x3's count", func(r *roster) bool { return r.count == 4 })
+	x3.conn.Close()
+	ro.until(t, "x3's count to drop", func(r *roster) bool { return r.count == 3 })
+	if ro.joins["ux"] != 1 || ro.leaves["ux"] != 0 {
+		t.Errorf("ux on b and c: joins %v, leaves %v, want one join and no leave", ro.joins, ro.leaves)
+	}
 	x2.conn.Close()
 	ro.until(t, "ux's leave", func(r *roster) bool { return r.leaves["ux"] == 1 })
 	if _, ok := ro.names["ux"]; ok || ro.count != 2 {
