@@ -22,7 +22,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,6 +31,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/roomcast/roomcast/relay"
+	"github.com/roomcast/roomcast/relaytest"
+	"github.com/roomcast/roomcast/relaytest/testrelay"
 )
 
 const secret = "deploy-test-secret"
@@ -276,7 +277,7 @@ func runTool(t *testing.T, bin string, checkArgs []string, args ...string) {
 	if out, err := exec.Command(bin, checkArgs...).CombinedOutput(); err != nil {
 		t.Fatalf("%s rejects the rendered config: %v\n%s", bin, err, out)
 	}
-	var out lockedBuffer
+	var out relaytest.SyncBuffer
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// Its own process group, killed whole: nginx's workers outlive their
@@ -302,41 +303,12 @@ func runTool(t *testing.T, bin string, checkArgs []string, args ...string) {
 	})
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startRelay runs a real relay on loopback.
 func startRelay(t *testing.T, mod func(*relay.Config)) *relay.Server {
 	t.Helper()
-	cfg := relay.Config{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Loops: 1, JWTSecret: secret, NodeID: "deploy-test"}
-	mod(&cfg)
-	srv, err := relay.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	return srv
+	cfg := testrelay.Config(secret)
+	cfg.Loops, cfg.NodeID = 1, "deploy-test"
+	return testrelay.Start(t, cfg, mod)
 }
 
 // writeCert makes a CA and a certificate for localhost and 127.0.0.1
@@ -451,12 +423,7 @@ func fromAddr(ip string) func(ctx context.Context, network, addr string) (net.Co
 
 func mint(t *testing.T, sub string) string {
 	t.Helper()
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": sub, "exp": time.Now().Add(time.Hour).Unix()}).
-		SignedString([]byte(secret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return relaytest.Sign(t, secret, jwt.MapClaims{"sub": sub})
 }
 
 // wsConn is a JSON-format WebSocket client over TLS.
