@@ -131,7 +131,8 @@ http {
 // allows one connection per client IP. Clients connect from other loopback
 // addresses (127.0.0.2 to .5), while the proxy reaches the relay from
 // 127.0.0.1:
-//   - the overlay loads over https:// (HTTP/2), plain http:// redirects;
+//   - the overlay loads over https:// (HTTP/2), plain http:// redirects
+//     permanently (301, Caddy 308);
 //   - a WebSocket over wss:// from 127.0.0.2 is let in, a second one from
 //     there is refused with 429 even though it names another address in
 //     its own X-Forwarded-For, and one from 127.0.0.3 is let in: the relay
@@ -152,8 +153,9 @@ func checkClients(t *testing.T, srv *relay.Server, httpsPort, httpPort int, tlsC
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusMovedPermanently || !strings.HasPrefix(loc, "https://") {
-		t.Fatalf("http:// answered %d Location %q, want 301 to https://", resp.StatusCode, loc)
+	permanent := resp.StatusCode == http.StatusMovedPermanently || resp.StatusCode == http.StatusPermanentRedirect // Caddy: 308
+	if loc := resp.Header.Get("Location"); !permanent || !strings.HasPrefix(loc, "https://") {
+		t.Fatalf("http:// answered %d Location %q, want 301 or 308 to https://", resp.StatusCode, loc)
 	}
 
 	url := "wss://" + base + "/ws?token="
