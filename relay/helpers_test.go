@@ -2,7 +2,6 @@ package relay_test
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -104,29 +103,15 @@ func dial(t testing.TB, srv *relay.Server, o dialOpts) *client {
 }
 
 func tryDial(t testing.TB, srv *relay.Server, o dialOpts) (*client, error) {
-	u := "ws://" + srv.Addr() + "/ws"
-	if o.token != "" {
-		u += "?token=" + o.token
+	d := relaytest.Dialer{Token: o.token, Protocols: o.protocol}
+	if o.protocol == nil && o.json {
+		d.Protocols = []string{relaytest.JSONProtocol}
 	}
-	d := ws.Dialer{Timeout: 5 * time.Second, Protocols: o.protocol}
-	if o.protocol == nil {
-		d.Protocols = []string{"roomcast.v1.msgpack"}
-		if o.json {
-			d.Protocols = []string{"roomcast.v1.json"}
-		}
-	}
-	conn, br, _, err := d.Dial(context.Background(), u)
+	conn, br, err := d.Dial(t, "ws://"+srv.Addr()+"/ws")
 	if err != nil {
 		return nil, err
 	}
-	t.Cleanup(func() { conn.Close() })
-	c := &client{t: t, conn: conn, json: o.json}
-	if br != nil {
-		c.br = br
-	} else {
-		c.br = bufio.NewReader(conn)
-	}
-	return c, nil
+	return &client{t: t, conn: conn, br: br, json: o.json}, nil
 }
 
 // send writes one frame.

@@ -168,8 +168,8 @@ func TestChat(t *testing.T) {
 	out := lines(t, func(ctx context.Context, w io.Writer) error {
 		return tail(ctx, []string{"-url", url, "-json", "-since", "0", "lobby:c"}, w, io.Discard) // from the first message, whenever tail joins
 	})
-	var chatOut strings.Builder
-	err := chat(context.Background(), []string{"-url", url, "-token", tok, "lobby:c"}, strings.NewReader("hello\n\nworld\n"), &syncWriter{w: &chatOut}, io.Discard)
+	var chatOut relaytest.SyncBuffer
+	err := chat(context.Background(), []string{"-url", url, "-token", tok, "lobby:c"}, strings.NewReader("hello\n\nworld\n"), &chatOut, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,15 +178,4 @@ func TestChat(t *testing.T) {
 			t.Errorf("line %d: %+v", i, l)
 		}
 	}
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
