@@ -6,8 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/roomcast/roomcast/relay"
 )
 
 // TestCaddyTLS runs the shipped Caddyfile, rewritten only for the site's
@@ -22,11 +20,7 @@ import (
 // the test does not follow it).
 func TestCaddyTLS(t *testing.T) {
 	bin := lookTool(t, "caddy")
-	srv := startRelay(t, func(c *relay.Config) {
-		c.TrustedProxies = []string{"127.0.0.1/32"}
-		c.IPExempt = []string{}
-		c.IPMaxConns = 1
-	})
+	srv := startRelay(t, behindProxy)
 	dir := t.TempDir()
 	pool, certFile := writeCert(t, dir)
 	httpsPort, httpPort := freePort(t), freePort(t)

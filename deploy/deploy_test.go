@@ -44,10 +44,8 @@ const secret = "deploy-test-secret"
 func TestHAProxyTLS(t *testing.T) {
 	bin := lookTool(t, "haproxy")
 	srv := startRelay(t, func(c *relay.Config) {
-		c.TrustedProxies = []string{"127.0.0.1/32"}
+		behindProxy(c)
 		c.ProxyProtocol = true
-		c.IPExempt = []string{}
-		c.IPMaxConns = 1
 	})
 	dir := t.TempDir()
 	pool, certFile := writeCert(t, dir)
@@ -81,11 +79,7 @@ func TestHAProxyTLS(t *testing.T) {
 // connection per client IP; checkClients says what must hold.
 func TestNginxTLS(t *testing.T) {
 	bin := lookTool(t, "nginx")
-	srv := startRelay(t, func(c *relay.Config) {
-		c.TrustedProxies = []string{"127.0.0.1/32"}
-		c.IPExempt = []string{}
-		c.IPMaxConns = 1
-	})
+	srv := startRelay(t, behindProxy)
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o755); err != nil { // nginx workers run as nobody when started as root
 		t.Fatal(err)
@@ -311,6 +305,15 @@ func startRelay(t *testing.T, mod func(*relay.Config)) *relay.Server {
 	cfg := testrelay.Config(secret)
 	cfg.Loops, cfg.NodeID = 1, "deploy-test"
 	return testrelay.Start(t, cfg, mod)
+}
+
+// behindProxy is the relay's configuration behind a proxy on loopback, as
+// the shipped files' comments say (-trusted-proxies 127.0.0.1/32
+// -ip-exempt=), with one connection per client IP for checkClients.
+func behindProxy(c *relay.Config) {
+	c.TrustedProxies = []string{"127.0.0.1/32"}
+	c.IPExempt = []string{}
+	c.IPMaxConns = 1
 }
 
 // writeCert makes a CA and a certificate for localhost and 127.0.0.1
