@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/roomcast/roomcast/relay"
+	"github.com/roomcast/roomcast/relaytest/testrelay"
 )
 
 const testSecret = "s"
@@ -28,23 +29,11 @@ func TestMain(m *testing.M) {
 // startRelay runs a real relay on loopback for the test.
 func startRelay(t *testing.T) *relay.Server {
 	t.Helper()
-	srv, err := relay.New(relay.Config{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Loops: 2, JWTSecret: testSecret, NodeID: "test",
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Logf("shutdown: %v", err)
-		}
-	})
-	return srv
+	return testrelay.Start(t, testrelay.Config(testSecret), quiet)
 }
+
+// quiet discards the relay's log.
+func quiet(c *relay.Config) { c.Logger = slog.New(slog.DiscardHandler) }
 
 // smallConfig is a short run against srv.
 func smallConfig(srv *relay.Server, scenario string) Config {

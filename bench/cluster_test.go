@@ -3,47 +3,26 @@ package bench
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-
 	"github.com/roomcast/roomcast/relay"
+	"github.com/roomcast/roomcast/relaytest"
+	"github.com/roomcast/roomcast/relaytest/testrelay"
 )
 
 // startCluster runs an embedded NATS server with JetStream (in a temp dir)
 // and n relays sharing rooms through it, on loopback.
 func startCluster(t *testing.T, n int) []*relay.Server {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
-		NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server did not start")
-	}
-	t.Cleanup(ns.Shutdown)
+	ns := relaytest.RunNATS(t, t.TempDir(), -1)
 	var out []*relay.Server
 	for i := range n {
-		srv, err := relay.New(relay.Config{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Loops: 2, JWTSecret: testSecret,
-			NodeID: fmt.Sprint("n", i), NATS: ns.ClientURL(), Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := srv.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(ctx)
-		})
-		out = append(out, srv)
+		out = append(out, testrelay.Start(t, testrelay.Config(testSecret), quiet, func(c *relay.Config) {
+			c.NodeID, c.NATS = fmt.Sprint("n", i), ns.ClientURL()
+		}))
 	}
 	return out
 }

@@ -1,38 +1,23 @@
 package bench
 
 import (
-	"context"
-	"log/slog"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/roomcast/roomcast/relay"
+	"github.com/roomcast/roomcast/relaytest/testrelay"
 )
 
 // startHookedRelay runs a real relay whose stream namespace has a publish
 // hook pointing at ln, where the bench's hook backend will serve.
 func startHookedRelay(t *testing.T, ln net.Listener) *relay.Server {
 	t.Helper()
-	srv, err := relay.New(relay.Config{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Loops: 2, JWTSecret: testSecret, NodeID: "test",
-		Logger: slog.New(slog.DiscardHandler),
-		Namespaces: map[string]relay.Namespace{Stream: {PublishHook: &relay.PublishHook{
-			URL: "http://" + ln.Addr().String() + "/", Timeout: 2 * time.Second, OnError: "deny"}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Logf("shutdown: %v", err)
-		}
+	return testrelay.Start(t, testrelay.Config(testSecret), quiet, func(c *relay.Config) {
+		c.Namespaces = map[string]relay.Namespace{Stream: {PublishHook: &relay.PublishHook{
+			URL: "http://" + ln.Addr().String() + "/", Timeout: 2 * time.Second, OnError: "deny"}}}
 	})
-	return srv
 }
 
 // TestStreamWithHookBackend runs the stream scenario against a relay whose

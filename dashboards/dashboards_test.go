@@ -27,6 +27,7 @@ import (
 
 	"github.com/roomcast/roomcast/dashboards"
 	"github.com/roomcast/roomcast/relay"
+	"github.com/roomcast/roomcast/relaytest/testrelay"
 )
 
 // ---------------------------------------------------------------------------
@@ -1007,26 +1008,9 @@ func scrape(t *testing.T, srv *relay.Server, extra ...want) []byte {
 // the test's cleanup shuts it down.
 func startRelay(t *testing.T, mod func(*relay.Config)) *relay.Server {
 	t.Helper()
-	cfg := relay.Config{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Loops: 2,
-		JWTSecret: jwtSecret, SendRate: 100, SendBurst: 100}
-	if mod != nil {
-		mod(&cfg)
-	}
-	srv, err := relay.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Logf("shutdown: %v", err)
-		}
-	})
-	return srv
+	cfg := testrelay.Config(jwtSecret)
+	cfg.NodeID, cfg.SendRate, cfg.SendBurst = "", 100, 100
+	return testrelay.Start(t, cfg, mod)
 }
 
 // TestQueriedMetricsAreExported checks every queried metric, label and

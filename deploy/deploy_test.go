@@ -22,7 +22,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,6 +31,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/roomcast/roomcast/relay"
+	"github.com/roomcast/roomcast/relaytest"
+	"github.com/roomcast/roomcast/relaytest/testrelay"
 )
 
 const secret = "deploy-test-secret"
@@ -43,10 +44,8 @@ const secret = "deploy-test-secret"
 func TestHAProxyTLS(t *testing.T) {
 	bin := lookTool(t, "haproxy")
 	srv := startRelay(t, func(c *relay.Config) {
-		c.TrustedProxies = []string{"127.0.0.1/32"}
+		behindProxy(c)
 		c.ProxyProtocol = true
-		c.IPExempt = []string{}
-		c.IPMaxConns = 1
 	})
 	dir := t.TempDir()
 	pool, certFile := writeCert(t, dir)
@@ -80,11 +79,7 @@ func TestHAProxyTLS(t *testing.T) {
 // connection per client IP; checkClients says what must hold.
 func TestNginxTLS(t *testing.T) {
 	bin := lookTool(t, "nginx")
-	srv := startRelay(t, func(c *relay.Config) {
-		c.TrustedProxies = []string{"127.0.0.1/32"}
-		c.IPExempt = []string{}
-		c.IPMaxConns = 1
-	})
+	srv := startRelay(t, behindProxy)
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o755); err != nil { // nginx workers run as nobody when started as root
 		t.Fatal(err)
@@ -130,7 +125,8 @@ http {
 // allows one connection per client IP. Clients connect from other loopback
 // addresses (127.0.0.2 to .5), while the proxy reaches the relay from
 // 127.0.0.1:
-//   - the overlay loads over https:// (HTTP/2), plain http:// redirects;
+//   - the overlay loads over https:// (HTTP/2), plain http:// redirects
+//     permanently (301, Caddy 308);
 //   - a WebSocket over wss:// from 127.0.0.2 is let in, a second one from
 //     there is refused with 429 even though it names another address in
 //     its own X-Forwarded-For, and one from 127.0.0.3 is let in: the relay
@@ -151,8 +147,9 @@ func checkClients(t *testing.T, srv *relay.Server, httpsPort, httpPort int, tlsC
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusMovedPermanently || !strings.HasPrefix(loc, "https://") {
-		t.Fatalf("http:// answered %d Location %q, want 301 to https://", resp.StatusCode, loc)
+	permanent := resp.StatusCode == http.StatusMovedPermanently || resp.StatusCode == http.StatusPermanentRedirect // Caddy: 308
+	if loc := resp.Header.Get("Location"); !permanent || !strings.HasPrefix(loc, "https://") {
+		t.Fatalf("http:// answered %d Location %q, want 301 or 308 to https://", resp.StatusCode, loc)
 	}
 
 	url := "wss://" + base + "/ws?token="
@@ -276,7 +273,7 @@ func runTool(t *testing.T, bin string, checkArgs []string, args ...string) {
 	if out, err := exec.Command(bin, checkArgs...).CombinedOutput(); err != nil {
 		t.Fatalf("%s rejects the rendered config: %v\n%s", bin, err, out)
 	}
-	var out lockedBuffer
+	var out relaytest.SyncBuffer
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// Its own process group, killed whole: nginx's workers outlive their
@@ -302,41 +299,21 @@ func runTool(t *testing.T, bin string, checkArgs []string, args ...string) {
 	})
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startRelay runs a real relay on loopback.
 func startRelay(t *testing.T, mod func(*relay.Config)) *relay.Server {
 	t.Helper()
-	cfg := relay.Config{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Loops: 1, JWTSecret: secret, NodeID: "deploy-test"}
-	mod(&cfg)
-	srv, err := relay.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	return srv
+	cfg := testrelay.Config(secret)
+	cfg.Loops, cfg.NodeID = 1, "deploy-test"
+	return testrelay.Start(t, cfg, mod)
+}
+
+// behindProxy is the relay's configuration behind a proxy on loopback, as
+// the shipped files' comments say (-trusted-proxies 127.0.0.1/32
+// -ip-exempt=), with one connection per client IP for checkClients.
+func behindProxy(c *relay.Config) {
+	c.TrustedProxies = []string{"127.0.0.1/32"}
+	c.IPExempt = []string{}
+	c.IPMaxConns = 1
 }
 
 // writeCert makes a CA and a certificate for localhost and 127.0.0.1
@@ -451,12 +428,7 @@ func fromAddr(ip string) func(ctx context.Context, network, addr string) (net.Co
 
 func mint(t *testing.T, sub string) string {
 	t.Helper()
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": sub, "exp": time.Now().Add(time.Hour).Unix()}).
-		SignedString([]byte(secret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return relaytest.Sign(t, secret, jwt.MapClaims{"sub": sub})
 }
 
 // wsConn is a JSON-format WebSocket client over TLS.

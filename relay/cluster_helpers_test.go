@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/roomcast/roomcast/relay"
+	"github.com/roomcast/roomcast/relaytest"
 )
 
 // runNATS starts a NATS server with JetStream stored in dir, on loopback
@@ -16,17 +17,7 @@ import (
 // cleanup shuts it down too.
 func runNATS(t testing.TB, dir string, port int) *server.Server {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir,
-		NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server did not start")
-	}
-	t.Cleanup(ns.Shutdown)
-	return ns
+	return relaytest.RunNATS(t, dir, port)
 }
 
 // startNode starts a relay sharing its rooms through the NATS server at url.

@@ -2,15 +2,12 @@ package relay_test
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,11 +15,11 @@ import (
 	"github.com/gobwas/ws/wsutil"
 	"github.com/golang-jwt/jwt/v5"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/roomcast/roomcast/relay"
+	"github.com/roomcast/roomcast/relaytest"
+	"github.com/roomcast/roomcast/relaytest/testrelay"
 )
 
 const testSecret = "test-secret"
@@ -30,40 +27,19 @@ const testSecret = "test-secret"
 // startRelay runs a real relay on loopback for the test.
 func startRelay(t testing.TB, mod func(*relay.Config)) *relay.Server {
 	t.Helper()
-	cfg := relay.Config{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Loops: 2, JWTSecret: testSecret,
-		SendRate: 1000, SendBurst: 1000, NodeID: "test"}
-	if mod != nil {
-		mod(&cfg)
-	}
-	srv, err := relay.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Logf("shutdown: %v", err)
-		}
-	})
-	return srv
+	cfg := testrelay.Config(testSecret)
+	cfg.SendRate, cfg.SendBurst = 1000, 1000
+	return testrelay.Start(t, cfg, mod)
 }
 
 // token mints an HS256 token for user sub.
 func token(t testing.TB, sub, name, role string) string {
 	t.Helper()
-	c := jwt.MapClaims{"sub": sub, "name": name, "exp": time.Now().Add(time.Hour).Unix()}
+	c := jwt.MapClaims{"sub": sub, "name": name}
 	if role != "" {
 		c["role"] = role
 	}
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(testSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return relaytest.Sign(t, testSecret, c)
 }
 
 // frame is one decoded server frame.
@@ -127,29 +103,15 @@ func dial(t testing.TB, srv *relay.Server, o dialOpts) *client {
 }
 
 func tryDial(t testing.TB, srv *relay.Server, o dialOpts) (*client, error) {
-	u := "ws://" + srv.Addr() + "/ws"
-	if o.token != "" {
-		u += "?token=" + o.token
+	d := relaytest.Dialer{Token: o.token, Protocols: o.protocol}
+	if o.protocol == nil && o.json {
+		d.Protocols = []string{relaytest.JSONProtocol}
 	}
-	d := ws.Dialer{Timeout: 5 * time.Second, Protocols: o.protocol}
-	if o.protocol == nil {
-		d.Protocols = []string{"roomcast.v1.msgpack"}
-		if o.json {
-			d.Protocols = []string{"roomcast.v1.json"}
-		}
-	}
-	conn, br, _, err := d.Dial(context.Background(), u)
+	conn, br, err := d.Dial(t, "ws://"+srv.Addr()+"/ws")
 	if err != nil {
 		return nil, err
 	}
-	t.Cleanup(func() { conn.Close() })
-	c := &client{t: t, conn: conn, json: o.json}
-	if br != nil {
-		c.br = br
-	} else {
-		c.br = bufio.NewReader(conn)
-	}
-	return c, nil
+	return &client{t: t, conn: conn, br: br, json: o.json}, nil
 }
 
 // send writes one frame.
@@ -284,27 +246,7 @@ func (c *client) join(room string, ref int) frame {
 // and label string, e.g. "roomcast_disconnects_total{code=\"1002\"}".
 func metricsOf(t testing.TB, srv *relay.Server) map[string]float64 {
 	t.Helper()
-	fams := scrape(t, srv)
-	out := map[string]float64{}
-	for name, fam := range fams {
-		for _, m := range fam.GetMetric() {
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
-			}
-			key := name
-			if len(labels) > 0 {
-				key += "{" + strings.Join(labels, ",") + "}"
-			}
-			switch {
-			case m.Counter != nil:
-				out[key] = m.GetCounter().GetValue()
-			case m.Gauge != nil:
-				out[key] = m.GetGauge().GetValue()
-			}
-		}
-	}
-	return out
+	return relaytest.Metrics(t, testrelay.MetricsURL(srv))
 }
 
 // eventually retries cond for up to 5 seconds.
@@ -323,17 +265,7 @@ func newReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
 // scrape reads the relay's /metrics with the Prometheus text parser.
 func scrape(t testing.TB, srv *relay.Server) map[string]*dto.MetricFamily {
 	t.Helper()
-	resp, err := http.Get("http://" + srv.AdminAddr() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fams
+	return relaytest.Scrape(t, testrelay.MetricsURL(srv))
 }
 
 // skipLoud skips a test that needs a program this machine lacks, saying so

@@ -19,6 +19,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/roomcast/roomcast/relay"
+	"github.com/roomcast/roomcast/relaytest"
 	"github.com/roomcast/roomcast/shard"
 )
 
@@ -29,42 +30,12 @@ import (
 const modAPIKey = "mod-test-api-key"
 
 // modClock is a test clock for shard.Config.Now, advanced by hand.
-type modClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+type modClock = relaytest.Clock
 
-func newModClock() *modClock { return &modClock{now: time.Unix(1_800_000_000, 0)} }
-
-func (c *modClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *modClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+func newModClock() *modClock { return relaytest.NewClock() }
 
 // modLog is a writer safe for concurrent use, for the relay's logger.
-type modLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *modLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *modLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type modLog = relaytest.SyncBuffer
 
 // modVias are the two paths of a moderation action.
 var modVias = []string{"ws", "api"}

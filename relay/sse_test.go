@@ -19,6 +19,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/roomcast/roomcast/relay"
+	"github.com/roomcast/roomcast/relaytest"
 )
 
 // sseEvent is one dispatched Server-Sent Event, or one comment line.
@@ -287,15 +288,11 @@ func seqRange(from, to uint64) []uint64 {
 // sseToken mints an HS256 token with extra claims.
 func sseToken(t testing.TB, sub string, extra jwt.MapClaims) string {
 	t.Helper()
-	c := jwt.MapClaims{"sub": sub, "exp": time.Now().Add(time.Hour).Unix()}
+	c := jwt.MapClaims{"sub": sub}
 	for k, v := range extra {
 		c[k] = v
 	}
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(testSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return relaytest.Sign(t, testSecret, c)
 }
 
 // TestSSEFormatAndHistory: the response head, the retry field, and

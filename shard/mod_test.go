@@ -13,6 +13,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/roomcast/roomcast/relay/proto"
+	"github.com/roomcast/roomcast/relaytest"
 )
 
 // ---------------------------------------------------------------------------
@@ -86,24 +87,9 @@ func modRaw(m *recMember) []byte {
 }
 
 // modClock is a test clock for Config.Now.
-type modClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+type modClock = relaytest.Clock
 
-func newModClock() *modClock { return &modClock{now: time.Unix(1_800_000_000, 0)} }
-
-func (c *modClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *modClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+func newModClock() *modClock { return relaytest.NewClock() }
 
 // modHist joins room with a fresh member on loop 0 and returns the seqs of
 // its history and its gap.

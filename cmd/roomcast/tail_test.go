@@ -10,9 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
 	"github.com/roomcast/roomcast/relay"
+	"github.com/roomcast/roomcast/relaytest"
 	"github.com/roomcast/roomcast/shard"
 )
 
@@ -165,15 +164,12 @@ func TestTail(t *testing.T) {
 func TestChat(t *testing.T) {
 	srv := startTailRelay(t, "127.0.0.1:0")
 	url := "ws://" + srv.Addr() + "/ws"
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "ann", "name": "Ann"}).SignedString([]byte(tailSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := relaytest.Token(t, tailSecret, "ann", "Ann", "")
 	out := lines(t, func(ctx context.Context, w io.Writer) error {
 		return tail(ctx, []string{"-url", url, "-json", "-since", "0", "lobby:c"}, w, io.Discard) // from the first message, whenever tail joins
 	})
-	var chatOut strings.Builder
-	err = chat(context.Background(), []string{"-url", url, "-token", tok, "lobby:c"}, strings.NewReader("hello\n\nworld\n"), &syncWriter{w: &chatOut}, io.Discard)
+	var chatOut relaytest.SyncBuffer
+	err := chat(context.Background(), []string{"-url", url, "-token", tok, "lobby:c"}, strings.NewReader("hello\n\nworld\n"), &chatOut, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,15 +178,4 @@ func TestChat(t *testing.T) {
 			t.Errorf("line %d: %+v", i, l)
 		}
 	}
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }

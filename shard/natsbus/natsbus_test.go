@@ -10,23 +10,14 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/roomcast/roomcast/relay/proto"
+	"github.com/roomcast/roomcast/relaytest"
 	"github.com/roomcast/roomcast/shard"
 )
 
 // runServer starts a NATS server with JetStream stored in dir, on loopback.
 func runServer(t testing.TB, dir string, port int) *server.Server {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir,
-		NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server did not start")
-	}
-	t.Cleanup(ns.Shutdown)
-	return ns
+	return relaytest.RunNATS(t, dir, port)
 }
 
 func open(t testing.TB, cfg Config) *Bus {
