@@ -204,12 +204,13 @@ func (p *publisher) attempt(ctx context.Context, batch []pending) (uint64, error
 
 // refresh brings seq and last up to the subject's latest record as far as
 // this node knows: the watch's tip when it is newer; after a conflict the
-// record the server named, once the watch applied it (awaitTip); else, when
-// nothing is known, the stream's last record (one round trip).
+// record the server named (or a later one), once the watch applied it
+// (awaitTip); else, when nothing is known, the stream's last record (one
+// round trip).
 func (p *publisher) refresh(ctx context.Context) error {
 	if want := p.want; want > 0 {
 		p.want = 0
-		if last, seq := p.awaitTip(ctx, want); last == want {
+		if last, seq := p.awaitTip(ctx, want); last >= want {
 			p.seq, p.last, p.known = seq, last, true
 			return nil
 		}
@@ -220,6 +221,7 @@ func (p *publisher) refresh(ctx context.Context) error {
 	if p.known {
 		return nil
 	}
+	p.b.m.lastReads.Inc()
 	seq, last, err := p.b.lastOf(ctx, p.subj)
 	if err != nil {
 		return err
