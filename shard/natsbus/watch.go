@@ -91,10 +91,10 @@ func (b *Bus) follow(ctx context.Context, p *publisher, f shard.Feed) error {
 		if err := msgpack.Unmarshal(msg.Data(), &rec); err != nil {
 			b.m.bad.Inc()
 		} else {
-			rec.apply(f, b)
-			if mdErr == nil {
+			if mdErr == nil { // before the feed has it: a publish it prompts numbers after it
 				p.learn(md.Sequence.Stream, rec.S)
 			}
+			rec.apply(f, b)
 		}
 		if !synced && mdErr == nil && md.Sequence.Stream >= target {
 			synced = true
