@@ -27,13 +27,13 @@ type publisher struct {
 	busy  bool      // a goroutine runs the publisher
 	idle  time.Time // when it last stopped
 
-	// The room's latest record applied by this bus's watch of the room,
+	// The room's latest record received by this bus's watch of the room,
 	// written by the watch's goroutine (learn), read by the publisher's;
 	// under mu. seq and last below are a consistent pair, so the publisher
 	// may take them instead of its own at any time: a stale pair costs a
 	// conflict, never a wrong seq.
 	watches int           // watches of the room on this bus (the sweep keeps the publisher while > 0)
-	tipLast uint64        // stream sequence of the latest record a watch applied; 0 if none
+	tipLast uint64        // stream sequence of the latest record a watch received; 0 if none
 	tipSeq  uint64        // its s
 	tipWake chan struct{} // closed at the next tip, while the publisher waits for one (awaitTip)
 
@@ -204,7 +204,7 @@ func (p *publisher) attempt(ctx context.Context, batch []pending) (uint64, error
 
 // refresh brings seq and last up to the subject's latest record as far as
 // this node knows: the watch's tip when it is newer; after a conflict the
-// record the server named (or a later one), once the watch applied it
+// record the server named (or a later one), once the watch received it
 // (awaitTip); else, when nothing is known, the stream's last record (one
 // round trip).
 func (p *publisher) refresh(ctx context.Context) error {
@@ -230,13 +230,13 @@ func (p *publisher) refresh(ctx context.Context) error {
 	return nil
 }
 
-// tipWait bounds the wait, after a conflict, for the watch to apply the
+// tipWait bounds the wait, after a conflict, for the watch to receive the
 // record that won: it is on its way to this node already (stored before the
 // conflict was answered), so it usually comes within a fraction of a round
 // trip; past this the publisher reads the stream instead.
 const tipWait = 5 * time.Millisecond
 
-// tip returns the latest record the room's watch applied (zeros if none).
+// tip returns the latest record the room's watch received (zeros if none).
 // The publisher's goroutine.
 func (p *publisher) tip() (last, seq uint64) {
 	p.mu.Lock()
@@ -276,8 +276,8 @@ func (p *publisher) awaitTip(ctx context.Context, want uint64) (last, seq uint64
 	}
 }
 
-// learn records a record of the room applied by a watch: stream sequence
-// last, room seq s. Older records (a watch starting over replays the kept
+// learn records a record of the room a watch received (before feeding it):
+// stream sequence last, room seq s. Older records (a watch starting over replays the kept
 // ones) leave the tip as it is. The watch's goroutine.
 func (p *publisher) learn(last, s uint64) {
 	p.mu.Lock()

@@ -2,6 +2,7 @@ package natsbus
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -17,12 +18,15 @@ func (b *Bus) Watch(room string, f shard.Feed) (stop func()) {
 	p := b.watched(room)
 	go b.watch(ctx, p, f)
 	stopPresence := b.followPresence(room, f)
+	var once sync.Once
 	return func() {
 		cancel()
 		stopPresence()
-		p.mu.Lock()
-		p.watches--
-		p.mu.Unlock()
+		once.Do(func() {
+			p.mu.Lock()
+			p.watches--
+			p.mu.Unlock()
+		})
 	}
 }
 
