@@ -7,6 +7,7 @@ type metrics struct {
 	publish   prometheus.Histogram // a record's publish, from the first attempt to the last answer
 	conflicts prometheus.Counter   // publishes refused because another node published first (each retried)
 	failures  prometheus.Counter   // records not stored: senders got unavailable
+	lastReads prometheus.Counter   // a room's last record read from the stream by a publisher (lastOf)
 	msgs      *prometheus.CounterVec
 	out       prometheus.Counter // messages this node stored
 	in        prometheus.Counter // messages received from watches
@@ -27,6 +28,8 @@ func newMetrics(b *Bus) metrics {
 			Help: "Publishes refused because another node stored the room's next record first; each is retried."}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "roomcast_bus_publish_failures_total",
 			Help: "Records not stored (NATS unreachable or failing): their senders were answered unavailable."}),
+		lastReads: prometheus.NewCounter(prometheus.CounterOpts{Name: "roomcast_bus_last_reads_total",
+			Help: "Round trips of publishers reading a room's last record from the stream: the room's watch on this node did not know it (first publish, a room not followed, a conflict the watch did not resolve)."}),
 		msgs: msgs,
 		out:  msgs.WithLabelValues("out"),
 		in:   msgs.WithLabelValues("in"),
@@ -47,5 +50,5 @@ func newMetrics(b *Bus) metrics {
 }
 
 func (m *metrics) all() []prometheus.Collector {
-	return []prometheus.Collector{m.publish, m.conflicts, m.failures, m.msgs, m.bad, m.modStored, m.watches, m.connected}
+	return []prometheus.Collector{m.publish, m.conflicts, m.failures, m.lastReads, m.msgs, m.bad, m.modStored, m.watches, m.connected}
 }

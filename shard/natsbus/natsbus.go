@@ -5,8 +5,10 @@
 // Subject(room), and each stream message is a record of one or more of the
 // room's messages, numbered by the node that published it. A node publishes
 // a room's pending messages with the expected last sequence of the room's
-// subject (optimistic concurrency): on a conflict another node published
-// first, so it reads the subject's last record, numbers again and retries.
+// subject (optimistic concurrency), as its own last PubAck or its watch of
+// the room tell it: on a conflict another node published first, so it takes
+// the winning record from its watch (or reads the stream), numbers again and
+// retries.
 // JetStream accepting the record is what makes the messages exist: only then
 // are their senders answered, and every node (the publisher too) learns them
 // from an ordered consumer of the subject. See docs/cluster.md.

@@ -2,6 +2,7 @@ package natsbus
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -14,22 +15,43 @@ import (
 // consumer of the room's subject, until stop (shard.Bus). Any goroutine.
 func (b *Bus) Watch(room string, f shard.Feed) (stop func()) {
 	ctx, cancel := context.WithCancel(b.ctx)
-	go b.watch(ctx, Subject(room), f)
+	p := b.watched(room)
+	go b.watch(ctx, p, f)
 	stopPresence := b.followPresence(room, f)
+	var once sync.Once
 	return func() {
 		cancel()
 		stopPresence()
+		once.Do(func() {
+			p.mu.Lock()
+			p.watches--
+			p.mu.Unlock()
+		})
 	}
 }
 
-// watch follows subj until ctx ends, starting over after a failure to set
-// the consumer up (NATS unreachable).
-func (b *Bus) watch(ctx context.Context, subj string, f shard.Feed) {
+// watched returns the room's publisher, counting one more watch of the room,
+// which tells it every record applied (learn). Under b.mu, so that the sweep
+// cannot drop the publisher in between. Any goroutine.
+func (b *Bus) watched(room string) *publisher {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := b.publisherLocked(room)
+	p.mu.Lock()
+	p.watches++
+	p.mu.Unlock()
+	return p
+}
+
+// watch follows p's subject until ctx ends, starting over after a failure to
+// set the consumer up (NATS unreachable).
+func (b *Bus) watch(ctx context.Context, p *publisher, f shard.Feed) {
+	subj := p.subj
 	b.m.watches.Inc()
 	defer b.m.watches.Dec()
 	wait := b.cfg.ReconnectWait
 	for ctx.Err() == nil {
-		err := b.follow(ctx, subj, f)
+		err := b.follow(ctx, p, f)
 		if err == nil || ctx.Err() != nil {
 			return
 		}
@@ -43,8 +65,9 @@ func (b *Bus) watch(ctx context.Context, subj string, f shard.Feed) {
 	}
 }
 
-// follow consumes subj until ctx ends (nil), or fails to start.
-func (b *Bus) follow(ctx context.Context, subj string, f shard.Feed) error {
+// follow consumes p's subject until ctx ends (nil), or fails to start.
+func (b *Bus) follow(ctx context.Context, p *publisher, f shard.Feed) error {
+	subj := p.subj
 	setup, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
 	defer cancel()
 	if !b.Connected() {
@@ -67,13 +90,17 @@ func (b *Bus) follow(ctx context.Context, subj string, f shard.Feed) error {
 		f.Synced(nil)
 	}
 	cc, err := cons.Consume(func(msg jetstream.Msg) { // one goroutine at a time
+		md, mdErr := msg.Metadata()
 		var rec record
 		if err := msgpack.Unmarshal(msg.Data(), &rec); err != nil {
 			b.m.bad.Inc()
 		} else {
+			if mdErr == nil { // before the feed has it: a publish it prompts numbers after it
+				p.learn(md.Sequence.Stream, rec.S)
+			}
 			rec.apply(f, b)
 		}
-		if md, err := msg.Metadata(); !synced && err == nil && md.Sequence.Stream >= target {
+		if !synced && mdErr == nil && md.Sequence.Stream >= target {
 			synced = true
 			f.Synced(nil)
 		}
