@@ -149,6 +149,7 @@ func (m *member) joinFailed(err error, resume bool) error {
 func (m *member) start(conn net.Conn, br *bufio.Reader, resume bool) {
 	m.conn, m.resume, m.since = conn, resume, m.track.last()
 	m.in.reset(conn, br)
+	m.in.z = m.w.cfg.Compress // dial made sure the relay agreed
 	m.done, m.replies = make(chan struct{}), make(chan string, 4)
 	m.hello = false
 	m.closing.Store(false)
@@ -282,6 +283,10 @@ func (m *member) read() {
 	defer m.ended()
 	for {
 		op, payload, err := m.in.next()
+		if err == errBadDeflate {
+			m.st.inc(cBadFrames)
+			continue
+		}
 		if err != nil {
 			if !m.closing.Load() && m.hello {
 				m.st.count(m.st.closes, "eof")
@@ -296,6 +301,7 @@ func (m *member) read() {
 			m.closeFrame(payload)
 			return
 		case ws.OpBinary, ws.OpText:
+			m.countWire(payload, now.UnixNano())
 			m.frame(payload, now)
 		}
 		if m.spec.stall && m.w.inWindow(now.UnixNano()) {

@@ -59,6 +59,10 @@ type Config struct {
 	RampRate float64       `json:"ramp_rate"` // new connections per second, all processes together; zero means as fast as DialConcurrency allows
 	Sample   float64       `json:"sample"`    // fraction of members that decode and time every message, 0..1; zero means 0.05 (at least one member)
 	Stall    float64       `json:"stall"`     // fraction of non-publishing members that stop reading when the window opens; zero means none
+	// Compress makes every client offer permessage-deflate (no context
+	// takeover either way) and inflate the relay's compressed messages; a
+	// relay that declines fails the dial (no_deflate). Zero means no offer.
+	Compress bool `json:"compress,omitempty"`
 
 	JWTSecret     string `json:"jwt_secret"`     // HS256 secret to mint tokens; zero means every connection is anonymous (and cannot publish)
 	PublisherRole string `json:"publisher_role"` // role claim of publishers; zero means "bot" (the relay's per-user limits would throttle "user")

@@ -52,7 +52,9 @@ func (c *coordinator) nodeStats(win float64) []NodeStats {
 		}
 		out[i] = NodeStats{Index: i, URL: urls[i], Errors: map[string]int64{}, CloseCodes: map[string]int64{}}
 		if len(rs) > 0 {
-			out[i].fill(sumResults(rs), win)
+			sum := sumResults(rs)
+			out[i].fill(sum, win)
+			fillWire(&out[i].Deliveries, sum.Counts, c.cfg.Compress)
 		}
 	}
 	for i, m := range lay.members {

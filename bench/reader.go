@@ -29,6 +29,11 @@ type frameReader struct {
 	msgOp  ws.OpCode // ... its opcode
 	inMsg  bool
 	msgOut bool // msg was returned by the last next; clear it
+
+	z    bool            // the connection negotiated permessage-deflate (-compress): RSV1 may mark a message's first frame
+	msgZ bool            // the message being put together is compressed
+	wire int             // bytes on the wire (headers and payloads) of the message next returned last
+	infl *proto.Inflater // holds the message next returned last, if inflated; back to inflaters on the next call
 }
 
 // initialRead is the buffer a fresh connection starts with. Bigger frames
@@ -45,6 +50,7 @@ var bigBufs = sync.Pool{New: func() any { b := make([]byte, bigRead); return &b 
 // first.
 func (f *frameReader) reset(conn net.Conn, br *bufio.Reader) {
 	f.conn, f.r, f.w, f.inMsg, f.msg = conn, 0, 0, false, nil
+	f.release()
 	f.giveBack()
 	if len(f.small) == 0 {
 		f.small = make([]byte, initialRead)
@@ -63,13 +69,21 @@ func (f *frameReader) next() (ws.OpCode, []byte, error) {
 	if f.msgOut {
 		f.msg, f.msgOut = f.msg[:0], false
 	}
+	f.release()
 	for {
-		fin, op, payload, err := f.frame()
+		fin, op, z, payload, err := f.frame()
 		if err != nil {
 			return 0, nil, err
 		}
-		if op.IsControl() || fin && !f.inMsg && op != ws.OpContinuation {
+		if op.IsControl() {
 			return op, payload, nil
+		}
+		if op != ws.OpContinuation {
+			f.wire, f.msgZ = 0, z
+		}
+		f.wire += len(payload) + frameHeaderLen(len(payload))
+		if fin && !f.inMsg && op != ws.OpContinuation {
+			return f.whole(op, payload)
 		}
 		if op != ws.OpContinuation {
 			f.msgOp, f.msg = op, f.msg[:0]
@@ -80,28 +94,29 @@ func (f *frameReader) next() (ws.OpCode, []byte, error) {
 		f.msg = append(f.msg, payload...)
 		if fin {
 			f.msgOut = true
-			return f.msgOp, f.msg, nil
+			return f.whole(f.msgOp, f.msg)
 		}
 	}
 }
 
-// frame returns the next frame, reading until the buffer holds it whole.
-func (f *frameReader) frame() (fin bool, op ws.OpCode, payload []byte, err error) {
+// frame returns the next frame, reading until the buffer holds it whole;
+// z: RSV1 is set.
+func (f *frameReader) frame() (fin bool, op ws.OpCode, z bool, payload []byte, err error) {
 	for {
 		hdr, n, err := f.header()
 		if err != nil {
-			return false, 0, nil, err
+			return false, 0, false, nil, err
 		}
 		if hdr > 0 && f.w-f.r >= hdr+n {
 			b := f.buf[f.r : f.r+hdr+n]
 			f.r += hdr + n
-			return b[0]&0x80 != 0, ws.OpCode(b[0] & 0x0f), b[hdr:], nil
+			return b[0]&0x80 != 0, ws.OpCode(b[0] & 0x0f), b[0]&0x40 != 0, b[hdr:], nil
 		}
 		if f.r == f.w {
 			f.giveBack() // the frame returned last is no longer used
 		}
 		if err := f.fill(hdr + n); err != nil {
-			return false, 0, nil, err
+			return false, 0, false, nil, err
 		}
 	}
 }
@@ -114,6 +129,9 @@ func (f *frameReader) header() (hdr, n int, err error) {
 	case err == proto.ErrNeedMore:
 		return 0, 0, nil
 	case err == nil:
+		if f.z && h.Rsv == rsv1 && !h.OpCode.IsControl() && h.OpCode != ws.OpContinuation {
+			h.Rsv = 0 // a compressed message's first frame (RFC 7692)
+		}
 		err = proto.CheckServerHeader(h)
 	}
 	if err != nil {

@@ -78,6 +78,11 @@ type DeliveryStats struct {
 	PresenceFrames int64   `json:"presence_frames"` // presence frames received, the whole run
 	MsgsPerFrame   float64 `json:"msgs_per_frame"`
 	SampledMembers int     `json:"sampled_members"`
+
+	WireBytes                int64   `json:"wire_bytes"`                            // server data frames received inside the window, headers included (compress.go)
+	WireBytesPerDelivery     float64 `json:"wire_bytes_per_delivery"`               // wire_bytes / window
+	InflatedBytes            int64   `json:"inflated_bytes,omitempty"`              // with compress: the same messages inflated (headers not included)
+	InflatedBytesPerDelivery float64 `json:"inflated_bytes_per_delivery,omitempty"` // inflated_bytes / window
 }
 
 // LossStats are the failures of the relay's delivery guarantee.
@@ -232,6 +237,7 @@ func (c *coordinator) fillCounts(r *Report, s counts, win float64) {
 	if s[cFrames] > 0 {
 		r.Deliveries.MsgsPerFrame = float64(s[cDeliveries]) / float64(s[cFrames])
 	}
+	fillWire(&r.Deliveries, s, c.cfg.Compress)
 	r.Loss = LossStats{Lost: s[cLost], MembersWithLoss: s[cLossMembers], Duplicates: s[cDups], GapMsgs: s[cGapMsgs],
 		BadFrames: s[cBadFrames], BadMessages: s[cBadMessages]}
 	if c.cfg.Scenario == Storm {

@@ -43,6 +43,8 @@ const (
 	cReconnectFailed                 // storm: members that could not come back
 	cStalled                         // members that stopped reading on purpose
 	cLossMembers                     // members with any loss
+	cWireBytes                       // bytes of server data frames received inside the window, headers included
+	cInflatedBytes                   // ... their messages' bytes, inflated if compressed
 	nCounters
 )
 
@@ -136,6 +138,8 @@ func dialCause(err error) string {
 		return "timeout"
 	case errors.Is(err, errNoHello):
 		return "no_hello"
+	case errors.Is(err, errNoDeflate):
+		return "no_deflate"
 	}
 	return "other"
 }

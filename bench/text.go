@@ -26,6 +26,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	d := r.Deliveries
 	row("deliveries", "%d in all, %d in window = %.0f/s; %d batch frames (%.1f msgs/frame), %d presence frames",
 		d.Total, d.Window, d.PerSec, d.Frames, d.MsgsPerFrame, d.PresenceFrames)
+	wireRow(row, r)
 	row("latency ms", "%s  (%d sampled members)", r.Latency, d.SampledMembers)
 	l := r.Loss
 	row("loss", "%d lost (%d members), %d duplicates, %d aged out on resume, %d bad frames, %d bad messages",

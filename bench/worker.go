@@ -165,9 +165,16 @@ func (w *worker) dial(ctx context.Context, m *member) (net.Conn, *bufio.Reader, 
 	if len(w.dialers) > 0 {
 		d.NetDial = w.dialers[m.idx%len(w.dialers)].DialContext
 	}
-	conn, br, _, err := d.Dial(ctx, m.url)
+	if w.cfg.Compress {
+		d.Extensions = deflateOffer
+	}
+	conn, br, hs, err := d.Dial(ctx, m.url)
 	if err != nil {
 		return nil, nil, err
+	}
+	if w.cfg.Compress && !negotiated(hs.Extensions) {
+		_ = conn.Close()
+		return nil, nil, errNoDeflate
 	}
 	if br == nil {
 		br = bufio.NewReaderSize(conn, 4096)

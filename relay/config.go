@@ -52,6 +52,10 @@ type Config struct {
 	// a PROXY protocol v1 or v2 header (HTTP 400 without one; untrusted
 	// peers must not send one); zero means off. Needs TrustedProxies.
 	ProxyProtocol bool
+	// NoCompression declines every permessage-deflate offer, so no
+	// connection is compressed either way; zero means offers are taken
+	// (see relay/proto/PROTOCOL.md, Compression).
+	NoCompression bool
 	// MaxConns caps open connections on the public listener; past it a new
 	// connection gets HTTP 503 and is closed at once, keeping descriptors
 	// for accept, the admin listener and files. Zero means the soft

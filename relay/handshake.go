@@ -33,6 +33,9 @@ func (u *upgrade) init(l *loop) {
 			return nil, u.beforeUpgrade(l)
 		},
 	}
+	if l.srv.cfg.NoCompression {
+		u.up.Negotiate = nil // gobwas then answers no extension: every offer declined
+	}
 }
 
 func (u *upgrade) reset(req []byte) {

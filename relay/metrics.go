@@ -22,6 +22,7 @@ type metrics struct {
 	handshakes     prometheus.Counter
 	handshakeFails map[string]prometheus.Counter
 	openUser       prometheus.Gauge
+	openZ          prometheus.Gauge // open WebSocket connections that negotiated permessage-deflate
 	openAnon       prometheus.Gauge
 	openSSE        prometheus.Gauge
 	framesIn       prometheus.Counter // whole data messages received
@@ -119,6 +120,9 @@ func newMetrics(s *Server) *metrics {
 	f(open)
 	m.openUser, m.openAnon = open.WithLabelValues("ws", "false"), open.WithLabelValues("ws", "true")
 	m.openSSE = open.WithLabelValues("sse", "any")
+	m.openZ = prometheus.NewGauge(prometheus.GaugeOpts{Name: "roomcast_compressed_connections",
+		Help: "Open WebSocket connections that negotiated permessage-deflate (part of roomcast_connections)."})
+	f(m.openZ)
 
 	st := &s.hub.Stats
 	gauge := func(name, help string, fn func() float64) {

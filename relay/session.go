@@ -94,6 +94,9 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 		s.forget(ss)
 	case ss.id != nil:
 		s.metrics.open(ss.id.anon).Dec()
+		if ss.compressed {
+			s.metrics.openZ.Dec()
+		}
 		s.forget(ss)
 	}
 	if ss.ipCounted {
@@ -139,6 +142,9 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 func (s *session) open(id *identity, f proto.Format) {
 	s.id, s.format, s.state = id, f, stateOpen
 	s.srv.metrics.open(id.anon).Inc()
+	if s.compressed {
+		s.srv.metrics.openZ.Inc()
+	}
 	s.srv.metrics.handshakes.Inc()
 	s.srv.metrics.handshake.Observe(time.Since(s.openedAt).Seconds())
 	s.srv.remember(s)

@@ -112,10 +112,14 @@ func (r *Room) kickLocked() bool {
 
 // waitLocked reports whether the pending events wait for the room's flush
 // window (Policy.FlushInterval): a window opens with the first pending
-// event and ends FlushInterval later, when a timer kicks the flight. A
-// window's worth of events (MaxBatchMsgs) goes at once.
+// event and ends FlushInterval later (with FlushPerMember, count times
+// that, at most FlushInterval), when a timer kicks the flight. A window's
+// worth of events (MaxBatchMsgs) goes at once.
 func (r *Room) waitLocked() bool {
 	w := r.policy.FlushInterval
+	if pm := r.policy.FlushPerMember; pm > 0 && r.windowEnd.IsZero() {
+		w = min(w, time.Duration(r.count)*pm)
+	}
 	if w <= 0 || len(r.pending) >= r.hub.cfg.MaxBatchMsgs {
 		return false
 	}

@@ -49,6 +49,10 @@ type Policy struct {
 	SlowMode      time.Duration // least time between two messages of a user; zero means off
 	NoViewerList  bool          // anonymous viewers get no member lists (joined without members, presence with count only); zero means they do
 	FlushInterval time.Duration // an idle room waits up to this for more events before it flushes; zero means it flushes at once
+	// FlushPerMember makes the window grow with the room: it is this much
+	// per connection joined, at most FlushInterval (the latency budget);
+	// zero means the window is FlushInterval whatever the room's size.
+	FlushPerMember time.Duration
 }
 
 func (p Policy) history() int {

@@ -32,6 +32,7 @@ type options struct {
 	origins    string
 	exempt     string
 	proxies    string
+	compress   bool
 }
 
 // settings returns the table, each row bound to its field of o. The
@@ -70,6 +71,7 @@ func settings(o *options) []setting {
 		{"ip-exempt", &o.exempt, strings.Join(d.IPExempt, ","), "", "comma-separated CIDRs free of per-IP limits (empty: none)"},
 		{"trusted-proxies", &o.proxies, "", "none", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For, X-Real-IP and PROXY headers name the client (empty: none)"},
 		{"proxy-protocol", &c.ProxyProtocol, false, "", "connections from -trusted-proxies start with a PROXY protocol v1/v2 header (required from them)"},
+		{"compression", &o.compress, true, "", "take permessage-deflate offers: room traffic goes compressed to clients that offer it (false: every offer declined)"},
 		{"node", &c.NodeID, "", "host name", "this node's name in hello (empty: the host name)"},
 		{"data-dir", &c.DataDir, "", "none (memory)", "keep rooms durable in an embedded NATS JetStream file store in this directory (without -nats; empty: rooms live in memory)"},
 		{"nats", &c.NATS, "", "none", "NATS servers (comma-separated URLs) whose JetStream this relay shares rooms through with other relays (empty: none)"},
@@ -134,6 +136,7 @@ func load(fs *flag.FlagSet, args []string) (relay.Config, map[string]bool, error
 func (o *options) resolve() (relay.Config, error) {
 	cfg := o.cfg
 	cfg.NoAnonymous = !o.anonymous
+	cfg.NoCompression = !o.compress
 	cfg.AllowedOrigins = splitList(o.origins)
 	cfg.IPExempt = splitList(o.exempt)
 	cfg.TrustedProxies = splitList(o.proxies)

@@ -104,6 +104,7 @@ func TestSettingsKeepFlagDefaults(t *testing.T) {
 		"trusted-proxies": "",
 		// the room engine's, new with the table
 		"batch-msgs": "256", "batch-bytes": "65536", "presence-interval": "1s", "empty-room-ttl": "10m0s",
+		"compression": "true", // issue 13
 	}
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	register(fs, settings(&options{}))
@@ -218,6 +219,7 @@ func TestSettingsLoad(t *testing.T) {
 	t.Setenv("ROOMCAST_CONFIG", file)
 	t.Setenv("ROOMCAST_PRESENCE_INTERVAL", "3s")
 	t.Setenv("ROOMCAST_MAX_BODY", "400")
+	t.Setenv("ROOMCAST_COMPRESSION", "false")
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	cfg, given, err := load(fs, []string{"-history", "0", "-anonymous=false", "-batch-msgs", "16",
 		"-trusted-proxies", "10.0.0.0/8, 192.168.0.0/16", "-ip-exempt", ""})
@@ -226,6 +228,9 @@ func TestSettingsLoad(t *testing.T) {
 	}
 	if cfg.History != -1 || !cfg.NoAnonymous || !given["history"] || given["max-body"] {
 		t.Errorf("history %d, NoAnonymous %v, given %v", cfg.History, cfg.NoAnonymous, given)
+	}
+	if !cfg.NoCompression {
+		t.Error("ROOMCAST_COMPRESSION=false left compression on")
 	}
 	h := cfg.Hub
 	if h.MaxBatchMsgs != 16 || h.MaxBatchBytes != 4096 || h.PresenceInterval != 3*time.Second || h.EmptyRoomTTL != 90*time.Second {
