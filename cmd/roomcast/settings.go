@@ -19,7 +19,7 @@ type setting struct {
 	ptr   any    // *string, *int, *bool, *float64 or *time.Duration the value is parsed into
 	def   any    // the default, of the type *ptr is
 	shown string // README's default column when it is not def itself (e.g. "one per CPU")
-	usage string // the meaning, for -h and README (plain text: no backquotes, no '|')
+	usage string // the meaning, for README with `code` in backquotes (-h shows it without them); no '|'
 }
 
 // options are the values of the settings that are not relay.Config fields
@@ -40,43 +40,43 @@ type options struct {
 func settings(o *options) []setting {
 	d, c := relay.Defaults(), &o.cfg
 	return []setting{
-		{"listen", &c.Listen, d.Listen, "", "public listener: WebSocket at /ws"},
-		{"admin", &c.Admin, d.Admin, "", `admin listener: API, /metrics, /healthz, /readyz, /debug/pprof/ ("off" to disable)`},
-		{"config", &o.configFile, "", "", "YAML file of settings, keyed by flag name, plus namespaces (room policies), inbox_namespace and webhooks (see Your backend)"},
-		{"jwt-secret", &c.JWTSecret, "", "", "HS256 secret that signs user tokens (give it as ROOMCAST_JWT_SECRET: a flag shows in ps)"},
+		{"listen", &c.Listen, d.Listen, "", "public listener: WebSocket at `/ws`"},
+		{"admin", &c.Admin, d.Admin, "", "admin listener: API, `/metrics`, `/healthz`, `/readyz`, `/debug/pprof/` (`off` to disable)"},
+		{"config", &o.configFile, "", "", "YAML file of settings, keyed by flag name, plus `namespaces` (room policies), `inbox_namespace` and `webhooks` (see Your backend)"},
+		{"jwt-secret", &c.JWTSecret, "", "", "HS256 secret that signs user tokens (give it as `ROOMCAST_JWT_SECRET`: a flag shows in `ps`)"},
 		{"jwt-public-key", &o.pubKey, "", "", "PEM file of the public key of RS256 (RSA) or EdDSA (Ed25519) user tokens"},
 		{"anonymous", &o.anonymous, true, "", "let connections without a token in as read-only viewers"},
 		{"allowed-origins", &o.origins, "", "any", "comma-separated Origin values browsers may connect from (others: HTTP 403; empty: any); clients sending no Origin pass"},
-		{"api-key", &c.APIKey, "", "", "bearer key of the admin API (empty: the API answers 403; give it as ROOMCAST_API_KEY)"},
-		{"loops", &c.Loops, 0, "one per CPU", "event loops (0: one per CPU)"},
-		{"max-frame", &c.MaxFrame, d.MaxFrame, "", "largest client frame or reassembled message, in bytes (close 1009)"},
+		{"api-key", &c.APIKey, "", "", "bearer key of the admin API (empty: the API answers 403; give it as `ROOMCAST_API_KEY`)"},
+		{"loops", &c.Loops, 0, "one per CPU", "event loops (`0`: one per CPU)"},
+		{"max-frame", &c.MaxFrame, d.MaxFrame, "", "largest client frame or reassembled message, in bytes (close `1009`)"},
 		{"max-body", &c.MaxBody, d.MaxBody, "", "largest message body, in characters"},
 		{"max-rooms", &c.MaxRooms, d.MaxRooms, "", "rooms one connection may join"},
-		{"max-rooms-total", &c.MaxRoomsTotal, d.MaxRoomsTotal, "", "rooms this relay may hold (-1: no limit); joins past it get unavailable (HTTP 503)"},
-		{"max-outbound", &c.MaxOutbound, d.MaxOutbound, "", "bytes queued for a slow connection (every frame: room traffic, replies, pongs) before close 4009"},
-		{"max-conns", &c.MaxConns, 0, "from the fd limit", "open connections on the public listener, then HTTP 503 (0: the file descriptor limit less max(64, limit/10); -1: no cap)"},
-		{"idle-timeout", &c.IdleTimeout, d.IdleTimeout, "", "close 4000 after this long without anything received"},
+		{"max-rooms-total", &c.MaxRoomsTotal, d.MaxRoomsTotal, "", "rooms this relay may hold (`-1`: no limit); joins past it get `unavailable` (HTTP 503)"},
+		{"max-outbound", &c.MaxOutbound, d.MaxOutbound, "", "bytes queued for a slow connection (every frame: room traffic, replies, pongs) before close `4009`"},
+		{"max-conns", &c.MaxConns, 0, "from the fd limit", "open connections on the public listener, then HTTP 503 (`0`: the file descriptor limit less max(64, limit/10); `-1`: no cap)"},
+		{"idle-timeout", &c.IdleTimeout, d.IdleTimeout, "", "close `4000` after this long without anything received"},
 		{"ping-interval", &c.PingInterval, d.PingInterval, "", "how often the relay pings each connection"},
-		{"history", &c.History, d.History, "", "messages kept per room for join history and resume (0 or -1: none); namespaces may override"},
+		{"history", &c.History, d.History, "", "messages kept per room for join history and resume (`0` or `-1`: none); namespaces may override"},
 		{"send-rate", &c.SendRate, d.SendRate, "`0.667`", "messages per second a user may send, sustained (20 per 30 s)"},
 		{"send-burst", &c.SendBurst, d.SendBurst, "", "messages a user may send in a burst"},
 		{"join-rate", &c.JoinRate.Rate, d.JoinRate.Rate, "", "joins per second per connection, sustained"},
 		{"join-burst", &c.JoinRate.Burst, d.JoinRate.Burst, "", "joins per connection in a burst"},
-		{"abuse-strikes", &c.AbuseStrikes, d.AbuseStrikes, "", "rate_limited or slow_mode answers in a row before close 1008"},
+		{"abuse-strikes", &c.AbuseStrikes, d.AbuseStrikes, "", "`rate_limited` or `slow_mode` answers in a row before close `1008`"},
 		{"ip-conn-rate", &c.IPConnRate.Rate, d.IPConnRate.Rate, "", "new connections per second per client IP (HTTP 429 past it)"},
 		{"ip-conn-burst", &c.IPConnRate.Burst, d.IPConnRate.Burst, "", "new connections per client IP in a burst"},
 		{"ip-max-conns", &c.IPMaxConns, d.IPMaxConns, "", "open connections per client IP (HTTP 429 past it)"},
-		{"ip-room-rate", &c.IPRoomRate.Rate, d.IPRoomRate.Rate, "", "rooms a client IP may create per second, by joining or streaming a room that does not exist (rate_limited, HTTP 429 past it)"},
+		{"ip-room-rate", &c.IPRoomRate.Rate, d.IPRoomRate.Rate, "", "rooms a client IP may create per second, by joining or streaming a room that does not exist (`rate_limited`, HTTP 429 past it)"},
 		{"ip-room-burst", &c.IPRoomRate.Burst, d.IPRoomRate.Burst, "", "rooms a client IP may create in a burst"},
 		{"ip-exempt", &o.exempt, strings.Join(d.IPExempt, ","), "", "comma-separated CIDRs free of per-IP limits (empty: none)"},
-		{"trusted-proxies", &o.proxies, "", "none", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For, X-Real-IP and PROXY headers name the client (empty: none)"},
-		{"proxy-protocol", &c.ProxyProtocol, false, "", "connections from -trusted-proxies start with a PROXY protocol v1/v2 header (required from them)"},
-		{"compression", &o.compress, true, "", "take permessage-deflate offers: room traffic goes compressed to clients that offer it (false: every offer declined)"},
-		{"node", &c.NodeID, "", "host name", "this node's name in hello (empty: the host name)"},
-		{"data-dir", &c.DataDir, "", "none (memory)", "keep rooms durable in an embedded NATS JetStream file store in this directory (without -nats; empty: rooms live in memory)"},
+		{"trusted-proxies", &o.proxies, "", "none", "comma-separated CIDRs of reverse proxies whose `X-Forwarded-For`, `X-Real-IP` and PROXY headers name the client (empty: none)"},
+		{"proxy-protocol", &c.ProxyProtocol, false, "", "connections from `-trusted-proxies` start with a PROXY protocol v1/v2 header (required from them)"},
+		{"compression", &o.compress, true, "", "take `permessage-deflate` offers: room traffic goes compressed to clients that offer it (`false`: every offer declined)"},
+		{"node", &c.NodeID, "", "host name", "this node's name in `hello` (empty: the host name)"},
+		{"data-dir", &c.DataDir, "", "none (memory)", "keep rooms durable in an embedded NATS JetStream file store in this directory (without `-nats`; empty: rooms live in memory)"},
 		{"nats", &c.NATS, "", "none", "NATS servers (comma-separated URLs) whose JetStream this relay shares rooms through with other relays (empty: none)"},
-		{"nats-stream", &c.NATSStream, d.NATSStream, "", "JetStream stream holding the rooms (-nats, -data-dir)"},
-		{"nats-replicas", &c.NATSReplicas, d.NATSReplicas, "", "replicas of the stream when this relay creates it (-nats)"},
+		{"nats-stream", &c.NATSStream, d.NATSStream, "", "JetStream stream holding the rooms (`-nats`, `-data-dir`)"},
+		{"nats-replicas", &c.NATSReplicas, d.NATSReplicas, "", "replicas of the stream when this relay creates it (`-nats`)"},
 		{"batch-msgs", &c.Hub.MaxBatchMsgs, d.Hub.MaxBatchMsgs, "", "messages of a room in one batch frame"},
 		{"batch-bytes", &c.Hub.MaxBatchBytes, d.Hub.MaxBatchBytes, "", "encoded bytes of a room flushed at once"},
 		{"presence-interval", &c.Hub.PresenceInterval, d.Hub.PresenceInterval, "", "count-only presence of big rooms at most this often"},
@@ -87,17 +87,20 @@ func settings(o *options) []setting {
 // register defines a flag of fs for every setting.
 func register(fs *flag.FlagSet, table []setting) {
 	for _, s := range table {
+		// -h shows the meaning without README's backquotes (the flag
+		// package would take a backquoted word for the value's name).
+		usage := strings.ReplaceAll(s.usage, "`", "")
 		switch p := s.ptr.(type) {
 		case *string:
-			fs.StringVar(p, s.name, s.def.(string), s.usage)
+			fs.StringVar(p, s.name, s.def.(string), usage)
 		case *int:
-			fs.IntVar(p, s.name, s.def.(int), s.usage)
+			fs.IntVar(p, s.name, s.def.(int), usage)
 		case *bool:
-			fs.BoolVar(p, s.name, s.def.(bool), s.usage)
+			fs.BoolVar(p, s.name, s.def.(bool), usage)
 		case *float64:
-			fs.Float64Var(p, s.name, s.def.(float64), s.usage)
+			fs.Float64Var(p, s.name, s.def.(float64), usage)
 		case *time.Duration:
-			fs.DurationVar(p, s.name, s.def.(time.Duration), s.usage)
+			fs.DurationVar(p, s.name, s.def.(time.Duration), usage)
 		default:
 			panic(fmt.Sprintf("setting %s: %T", s.name, s.ptr))
 		}

@@ -253,3 +253,28 @@ func TestSettingsLoad(t *testing.T) {
 		t.Errorf("unknown key: %v", err)
 	}
 }
+
+// TestSettingsUsagePlain: README marks code in the meanings with backquotes;
+// -h must show them plain, and the value placeholder must stay the type's
+// (the flag package takes a backquoted word of a usage for its name).
+func TestSettingsUsagePlain(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	table := settings(&options{})
+	register(fs, table)
+	marked := 0
+	for _, s := range table {
+		f := fs.Lookup(s.name)
+		if strings.Contains(f.Usage, "`") {
+			t.Errorf("-%s: -h meaning has backquotes: %q", s.name, f.Usage)
+		}
+		if strings.Contains(s.usage, "`") {
+			marked++
+		}
+		if strings.Count(s.usage, "`")%2 != 0 {
+			t.Errorf("-%s: unbalanced backquotes in %q", s.name, s.usage)
+		}
+	}
+	if marked == 0 {
+		t.Error("no meaning marks code for README")
+	}
+}
