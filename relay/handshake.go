@@ -26,7 +26,9 @@ func (u *upgrade) init(l *loop) {
 	u.ext.Parameters = deflateParams
 	u.up = ws.Upgrader{
 		OnRequest: u.onRequest,
-		OnHeader:  u.onHeader,
+		OnHeader: func(key, value []byte) error {
+			return u.onHeader(key, value, len(l.srv.cfg.AllowedOrigins) > 0)
+		},
 		Protocol:  u.onProtocol,
 		Negotiate: u.negotiate,
 		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
@@ -76,7 +78,20 @@ func (u *upgrade) failReason() string {
 	return u.why
 }
 
+// onRequest reads the request URI: the path must be /ws; the token may be
+// the query's first token parameter. A plain URI (see plainURI) is read
+// without net/url, which gives the same answer with less work.
 func (u *upgrade) onRequest(uri []byte) error {
+	if path, query, ok := plainURI(uri); ok {
+		if string(path) != "/ws" {
+			return u.rejectWith(refNotFound, "")
+		}
+		u.path = "/ws"
+		if tok, ok := queryParam(query, "token"); ok {
+			u.token = string(tok)
+		}
+		return nil
+	}
 	p, err := url.ParseRequestURI(string(uri))
 	if err != nil {
 		return u.rejectWith(refBadRequest, "bad request URI")
@@ -89,8 +104,41 @@ func (u *upgrade) onRequest(uri []byte) error {
 	return nil
 }
 
-func (u *upgrade) onHeader(key, value []byte) error {
-	if bytes.EqualFold(key, []byte("Origin")) {
+// plainURI splits a request URI that net/url would take as it is: it
+// starts with "/" and holds only printable ASCII, none of it an escape
+// ('%'), a '+' (a space in a query) or a ';' (which ParseQuery refuses).
+// Anything else is not plain and goes through net/url.
+func plainURI(uri []byte) (path, query []byte, ok bool) {
+	if len(uri) == 0 || uri[0] != '/' {
+		return nil, nil, false
+	}
+	for _, c := range uri {
+		if c <= ' ' || c >= 0x7f || c == '%' || c == '+' || c == ';' || c == '#' {
+			return nil, nil, false
+		}
+	}
+	path, query, _ = bytes.Cut(uri, []byte("?"))
+	return path, query, true
+}
+
+// queryParam is url.Values.Get of a plain query: the value of the first
+// key=value pair named key ("" for a bare key).
+func queryParam(query []byte, key string) ([]byte, bool) {
+	for len(query) > 0 {
+		var pair []byte
+		pair, query, _ = bytes.Cut(query, []byte("&"))
+		k, v, _ := bytes.Cut(pair, []byte("="))
+		if string(k) == key {
+			return v, true
+		}
+	}
+	return nil, false
+}
+
+// onHeader reads the headers the relay uses. The Origin is kept only when
+// there is an allow-list to check it against (originAllowed passes "").
+func (u *upgrade) onHeader(key, value []byte, keepOrigin bool) error {
+	if keepOrigin && bytes.EqualFold(key, []byte("Origin")) {
 		u.origin = string(value)
 	}
 	if bytes.EqualFold(key, []byte("Authorization")) {

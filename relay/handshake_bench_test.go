@@ -189,7 +189,7 @@ func BenchmarkUpgradeParse(b *testing.B) {
 		"Origin: https://game.example\r\nUser-Agent: bench\r\n\r\n")
 	var u upgrade
 	u.ext.Parameters = deflateParams
-	u.up = ws.Upgrader{OnRequest: u.onRequest, OnHeader: u.onHeader, Protocol: u.onProtocol, Negotiate: u.negotiate}
+	u.up = ws.Upgrader{OnRequest: u.onRequest, OnHeader: func(k, v []byte) error { return u.onHeader(k, v, true) }, Protocol: u.onProtocol, Negotiate: u.negotiate}
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		u.reset(req)
