@@ -119,6 +119,7 @@ func TestLobby(t *testing.T) {
 	if want := rep.Messages.Acked * 10; rep.Deliveries.Total != want {
 		t.Errorf("deliveries %d, want acked*10 = %d", rep.Deliveries.Total, want)
 	}
+	checkHandshakeCPU(t, rep.Connections.RelayCPUPerHandshakeUS, "connect phase")
 }
 
 func TestStream(t *testing.T) {
@@ -157,6 +158,8 @@ func TestStorm(t *testing.T) {
 	if s.Seconds <= 0 {
 		t.Errorf("storm took %vs", s.Seconds)
 	}
+	checkHandshakeCPU(t, rep.Connections.RelayCPUPerHandshakeUS, "connect phase")
+	checkHandshakeCPU(t, s.RelayCPUPerHandshakeUS, "storm")
 }
 
 func TestSoakTimeline(t *testing.T) {
