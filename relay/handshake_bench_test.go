@@ -25,7 +25,7 @@ import (
 // with the upgrade, hello, join and joined); -cpuprofile shows the rest
 // (gnet accept, OnOpen, OnClose). Run:
 //
-//	go test -run '^$' -bench 'Handshake|Identify|UpgradeParse|HelloEncode' -benchmem -benchtime 2000x ./relay/
+//	go test -run '^$' -bench 'Handshake|Identify|UpgradeParse|HelloEncode|JoinedEncode' -benchmem -benchtime 2000x ./relay/
 
 const benchSecret = "bench-secret"
 
@@ -212,6 +212,20 @@ func BenchmarkHelloEncode(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		if _, err := enc.Frame(proto.Msgpack, h); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkJoinedEncode is the joined answer of a join into a room with a
+// few members and no history.
+func BenchmarkJoinedEncode(b *testing.B) {
+	enc := proto.NewEncoder()
+	j := &proto.Joined{T: proto.TJoined, Ref: 1, Room: "lobby", Seq: 42, History: []msgpack.RawMessage{}, Count: 3,
+		Members: []proto.Member{{ID: "u1", Name: "One"}, {ID: "u2", Name: "Two"}, {ID: "u3", Name: "Three"}}}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := enc.Frame(proto.Msgpack, j); err != nil {
 			b.Fatal(err)
 		}
 	}
