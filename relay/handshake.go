@@ -233,6 +233,8 @@ func (s *session) upgradeWS(req []byte) bool {
 	_, err := u.up.Upgrade(u)
 	if err != nil {
 		s.srv.metrics.handshakeFail(u.failReason()) // counted before the client can see the answer
+	} else {
+		u.out.Write(s.helloFrame(u.id, u.format)) // one write, one segment: the 101 and hello
 	}
 	s.write(u.out.Bytes())
 	if err == nil {
@@ -250,6 +252,18 @@ func (s *session) upgradeWS(req []byte) bool {
 	s.compressed = u.compressed()
 	s.open(u.id, u.format)
 	return true
+}
+
+// helloFrame is the hello of a new WebSocket session, valid until the loop
+// encodes again (nil if it cannot be encoded, never expected).
+func (s *session) helloFrame(id *identity, f proto.Format) []byte {
+	b, err := s.loop.enc.Frame(f, &proto.Hello{T: proto.THello, V: 1, User: id.user, Name: id.name, Anon: id.anon,
+		Role: id.role, Limits: s.srv.helloLimits(id), Node: s.srv.cfg.NodeID})
+	if err != nil {
+		s.srv.cfg.Logger.Error("cannot encode hello", "err", err)
+		return nil
+	}
+	return b
 }
 
 // refuse answers a refused request from the refusal table (with msg, or
