@@ -108,6 +108,7 @@ func TestLobby(t *testing.T) {
 	if want := rep.Messages.Acked * 10; rep.Deliveries.Total != want {
 		t.Errorf("deliveries %d, want acked*10 = %d", rep.Deliveries.Total, want)
 	}
+	checkHandshakeCPU(t, rep.Connections.RelayCPUPerHandshakeUS, "connect phase")
 }
 
 func TestStream(t *testing.T) {
@@ -146,6 +147,8 @@ func TestStorm(t *testing.T) {
 	if s.Seconds <= 0 {
 		t.Errorf("storm took %vs", s.Seconds)
 	}
+	checkHandshakeCPU(t, rep.Connections.RelayCPUPerHandshakeUS, "connect phase")
+	checkHandshakeCPU(t, s.RelayCPUPerHandshakeUS, "storm")
 }
 
 func TestSoakTimeline(t *testing.T) {

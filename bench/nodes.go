@@ -31,6 +31,9 @@ type NodeConnStats struct {
 	JoinFailed int64            `json:"join_failed"`
 	Dropped    int64            `json:"dropped"`
 	DialErrors map[string]int64 `json:"dial_errors"`
+	// RelayCPUPerHandshakeUS: ConnStats' figure for this relay (with a
+	// metrics URL per relay).
+	RelayCPUPerHandshakeUS float64 `json:"relay_cpu_us_per_handshake"`
 }
 
 // nodeStats breaks the run down by relay; nil with one relay.
@@ -104,6 +107,11 @@ func (c *coordinator) nodeServers(out []NodeStats, win float64) {
 		m := s.nodes[i]
 		return &relaySample{at: s.at, metrics: m, rss: int64(m["process_resident_memory_bytes"]), busy: s.busy}
 	}
+	if cn := c.connected; cn != nil && len(cn.nodes) == len(out) {
+		for i := range out {
+			out[i].Connections.RelayCPUPerHandshakeUS = cpuPerHandshakeOf(b.nodes[i], cn.nodes[i])
+		}
+	}
 	for i := range out {
 		out[i].MetricsURL = murls[i]
 		out[i].Server = serverStatsOf(one(b, i), one(w0, i), one(w1, i), win, out[i].Connections.Connected)
@@ -122,7 +130,8 @@ func (n *NodeStats) nodeLine() string {
 		n.Connections.Connected, n.Connections.Target, n.Connections.Failed+n.Connections.JoinFailed, n.Connections.Dropped,
 		n.Messages.Sent, n.Messages.Acked, n.Deliveries.PerSec, n.Latency.P50, n.Latency.P99, n.Loss.Lost, keyedOrNone(n.Errors))
 	if sv := n.Server; sv != nil {
-		s += fmt.Sprintf("; relay %.2f cores, %.1f MB, %.0f deliveries/s, %.2f us CPU/delivery", sv.CPUCores, sv.RSSEndMB, sv.DeliveriesPerSec, sv.CPUPerDeliveryUS)
+		s += fmt.Sprintf("; relay %.2f cores, %.1f MB, %.0f deliveries/s, %.2f us CPU/delivery, %.1f us CPU/handshake",
+			sv.CPUCores, sv.RSSEndMB, sv.DeliveriesPerSec, sv.CPUPerDeliveryUS, n.Connections.RelayCPUPerHandshakeUS)
 		if bs := sv.Bus; bs != nil {
 			s += fmt.Sprintf(", bus out %.0f in %.0f, %.0f conflicts, %.0f failures, publish p99 <= %.3g ms", bs.MessagesOut, bs.MessagesIn, bs.Conflicts, bs.PublishFailures, bs.PublishP99MS)
 		}

@@ -13,6 +13,7 @@ import (
 //	                               <- progress (every second, until result)
 //	                               <- ready    (every connection tried)
 //	go {at}                        ->
+//	                               <- reconnected (storm only: every member back)
 //	                               <- acks     (publishing stopped: highest seq acked per room)
 //	drain {acks of all workers}    ->
 //	                               <- result
@@ -22,11 +23,12 @@ import (
 
 // Event kinds, worker to coordinator.
 const (
-	evProgress = "progress"
-	evReady    = "ready"
-	evAcks     = "acks"
-	evResult   = "result"
-	evError    = "error"
+	evProgress    = "progress"
+	evReady       = "ready"
+	evReconnected = "reconnected" // storm: this worker's members are all back (or given up)
+	evAcks        = "acks"
+	evResult      = "result"
+	evError       = "error"
 )
 
 // Command kinds, coordinator to worker.
@@ -139,7 +141,7 @@ func runWorker(ctx context.Context, p plan, cmds <-chan command, emit func(event
 		w.teardown()
 		return
 	}
-	w.run(runCtx, time.Unix(0, c.At))
+	w.run(runCtx, time.Unix(0, c.At), emit)
 	w.awaitAcks(runCtx)
 	emit(event{Kind: evAcks, Acks: w.acks()})
 	if c, err = await(ctx, drainCh); err != nil {
@@ -205,8 +207,9 @@ func (w *worker) progress(emit func(event)) func() {
 	return func() { once.Do(func() { close(done); wg.Wait() }) }
 }
 
-// run publishes from at until the window closes, and storms if asked.
-func (w *worker) run(ctx context.Context, at time.Time) {
+// run publishes from at until the window closes, and storms if asked
+// (then emits reconnected when the storm's members are back).
+func (w *worker) run(ctx context.Context, at time.Time, emit func(event)) {
 	start := at.Add(w.cfg.WarmUp)
 	end := start.Add(w.cfg.Duration)
 	w.winEnd.Store(end.UnixNano())
@@ -219,7 +222,9 @@ func (w *worker) run(ctx context.Context, at time.Time) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w.storm(pubCtx, start.Add(w.cfg.Duration/3))
+			if w.storm(pubCtx, stormAt(start, w.cfg.Duration)) {
+				emit(event{Kind: evReconnected})
+			}
 		}()
 	}
 	if sleepUntil(ctx, start) {
@@ -275,11 +280,15 @@ func (m *member) publishLoop(ctx context.Context, at, end time.Time, every time.
 	}
 }
 
+// stormAt is when the storm starts: a third into the window.
+func stormAt(winStart time.Time, d time.Duration) time.Time { return winStart.Add(d / 3) }
+
 // storm closes every reading member of this worker at once, then brings
-// them all back as fast as possible, each resuming with since.
-func (w *worker) storm(ctx context.Context, at time.Time) {
+// them all back as fast as possible, each resuming with since. It reports
+// whether it ran.
+func (w *worker) storm(ctx context.Context, at time.Time) bool {
 	if !sleepUntil(ctx, at) {
-		return
+		return false
 	}
 	var readers []*member
 	for _, m := range w.mine {
@@ -291,6 +300,7 @@ func (w *worker) storm(ctx context.Context, at time.Time) {
 	forEach(readers, 4*w.cfg.DialConcurrency, func(m *member) { m.close(time.Second) })
 	w.connectAll(ctx, readers, true, false)
 	w.phases.ReconnectEnd = time.Now().UnixNano()
+	return true
 }
 
 // awaitAcks waits until every send of this worker was answered (ack or

@@ -54,6 +54,13 @@ type ConnStats struct {
 	ConnectSeconds float64          `json:"connect_seconds"`
 	PerSec         float64          `json:"per_sec"` // connected / connect_seconds
 	DialErrors     map[string]int64 `json:"dial_errors"`
+	// RelayCPUPerHandshakeUS is the relay's CPU over the connect phase
+	// (Δ process_cpu_seconds_total from before the workers start to every
+	// worker ready) ÷ the handshakes it made then (Δ
+	// roomcast_handshakes_total), in microseconds: each handshake with its
+	// token check and joins. 0 without a metrics URL. A relay in the
+	// bench's own process counts the bench's CPU too.
+	RelayCPUPerHandshakeUS float64 `json:"relay_cpu_us_per_handshake"`
 }
 
 // MessageStats are the publishers' side.
@@ -104,6 +111,10 @@ type StormStats struct {
 	Handshake   Latency `json:"handshake_ms"`
 	Join        Latency `json:"join_ms"`
 	Resumed     int64   `json:"resumed"` // messages that came back in resuming joins' history
+	// RelayCPUPerHandshakeUS is ConnStats' figure over the reconnects: from
+	// the storm's start to every worker's members back. Publishing goes on
+	// meanwhile, so its cost is in the figure too.
+	RelayCPUPerHandshakeUS float64 `json:"relay_cpu_us_per_handshake"`
 }
 
 // DriftStats compare the first and the last tenth of the window's
@@ -184,6 +195,7 @@ func (c *coordinator) report() *Report {
 	c.fillMaps(r)
 	c.fillLatencies(r)
 	c.fillClient(r, sum, win)
+	c.fillHandshakeCPU(r)
 	r.Server = c.serverStats(win, sum)
 	r.Nodes = c.nodeStats(win)
 	r.Drift = drift(c.timeline)
@@ -260,6 +272,37 @@ func (c *coordinator) fillMaps(r *Report) {
 		r.Storm.Seconds = float64(rlast-rfirst) / 1e9
 		r.Storm.PerSec = perSec(r.Storm.Reconnected, r.Storm.Seconds)
 	}
+}
+
+// fillHandshakeCPU sets the relay CPU per handshake of the connect phase
+// and the storm's reconnects.
+func (c *coordinator) fillHandshakeCPU(r *Report) {
+	r.Connections.RelayCPUPerHandshakeUS = cpuPerHandshakeUS(c.base, c.connected)
+	if r.Storm != nil {
+		r.Storm.RelayCPUPerHandshakeUS = cpuPerHandshakeUS(c.stormStart, c.stormEnd)
+	}
+}
+
+// cpuPerHandshakeUS is the relay CPU microseconds per handshake between two
+// samples of one relay (or sums over several): Δ process_cpu_seconds_total
+// ÷ Δ roomcast_handshakes_total; 0 when a sample or a metric is missing or
+// no handshake was made.
+func cpuPerHandshakeUS(a, b *relaySample) float64 {
+	if a == nil || b == nil {
+		return 0
+	}
+	return cpuPerHandshakeOf(a.metrics, b.metrics)
+}
+
+func cpuPerHandshakeOf(a, b map[string]float64) float64 {
+	const cpu, hs = "process_cpu_seconds_total", "roomcast_handshakes_total"
+	cpu0, ok0 := a[cpu]
+	cpu1, ok1 := b[cpu]
+	n := b[hs] - a[hs]
+	if !ok0 || !ok1 || n <= 0 || cpu1 < cpu0 {
+		return 0
+	}
+	return jsonSafe((cpu1 - cpu0) / n * 1e6)
 }
 
 func minNZ(a, b int64) int64 {

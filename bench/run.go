@@ -87,6 +87,12 @@ type coordinator struct {
 
 	base, winStart, winEnd *relaySample
 	winStartC, winEndC     <-chan time.Time
+
+	// Connect-phase cost (phases.go): the relay sampled when every worker
+	// is ready, and around the storm's reconnects.
+	connected, stormStart, stormEnd *relaySample
+	stormStartC                     <-chan time.Time
+	reconnected                     int
 }
 
 func newCoordinator(cfg Config, progress func(Progress)) *coordinator {
@@ -174,6 +180,8 @@ func (c *coordinator) loop(ctx context.Context) error {
 			c.winStart, c.winStartC = c.sample(ctx), nil
 		case <-c.winEndC:
 			c.winEnd, c.winEndC = c.sample(context.WithoutCancel(ctx)), nil
+		case <-c.stormStartC:
+			c.stormStart, c.stormStartC = c.sample(ctx), nil
 		case <-done:
 			c.stopped, done, grace = true, nil, time.After(stopGrace)
 			c.broadcast(command{Kind: cmdStop})
@@ -191,7 +199,12 @@ func (c *coordinator) handle(ctx context.Context, ev event) error {
 		ev.Progress.Interval.mergeInto(c.interval)
 	case evReady:
 		if c.ready++; c.ready == len(c.handles) {
+			c.connected = c.sample(ctx)
 			c.sendGo()
+		}
+	case evReconnected:
+		if c.reconnected++; c.reconnected == len(c.handles) && c.stormStart != nil {
+			c.stormEnd = c.sample(ctx)
 		}
 	case evAcks:
 		c.mergeAcks(ev.Acks)
@@ -216,6 +229,9 @@ func (c *coordinator) sendGo() {
 	start := c.goAt.Add(c.cfg.WarmUp)
 	c.winStartC = time.After(time.Until(start))
 	c.winEndC = time.After(time.Until(start.Add(c.cfg.Duration)))
+	if c.cfg.Scenario == Storm {
+		c.stormStartC = time.After(time.Until(stormAt(start, c.cfg.Duration)))
+	}
 	c.broadcast(command{Kind: cmdGo, At: c.goAt.UnixNano()})
 }
 

@@ -18,6 +18,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	row("connections", "%d of %d connected in %.2fs (%.0f/s), %d failed, %d joins failed, %d dropped%s",
 		c.Connected, c.Target, c.ConnectSeconds, c.PerSec, c.Failed, c.JoinFailed, c.Dropped, keyed(" dial errors:", c.DialErrors))
 	row("handshake ms", "%s", r.Handshake)
+	if c.RelayCPUPerHandshakeUS > 0 {
+		row("  relay CPU", "%.1f us per handshake (connect phase, with its joins)", c.RelayCPUPerHandshakeUS)
+	}
 	row("join ms", "%s", r.Join)
 	m := r.Messages
 	row("messages", "%d publishers, %d sent (%.1f/s in window, asked %.1f/s), %d acked, %d late, %d failed",
@@ -36,6 +39,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	if s := r.Storm; s != nil {
 		row("storm", "%d back, %d failed in %.2fs (%.0f/s); %d messages resumed from history", s.Reconnected, s.Failed, s.Seconds, s.PerSec, s.Resumed)
 		row("  handshake ms", "%s", s.Handshake)
+		if s.RelayCPUPerHandshakeUS > 0 {
+			row("  relay CPU", "%.1f us per handshake (reconnects, publishing on)", s.RelayCPUPerHandshakeUS)
+		}
 		row("  join ms", "%s", s.Join)
 	}
 	if d := r.Drift; d != nil {

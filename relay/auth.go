@@ -56,6 +56,7 @@ type authenticator struct {
 	secret []byte            // HS256
 	rsa    *rsa.PublicKey    // RS256
 	ed     ed25519.PublicKey // EdDSA
+	cache  *tokenCache       // verified tokens (tokencache.go)
 }
 
 var (
@@ -71,7 +72,7 @@ var (
 // alg is checked only against its own kind of key, so a token signed with
 // HS256 using the public key as secret cannot pass (algorithm confusion).
 func newAuthenticator(cfg *Config) (*authenticator, error) {
-	a := &authenticator{cfg: cfg, secret: []byte(cfg.JWTSecret)}
+	a := &authenticator{cfg: cfg, secret: []byte(cfg.JWTSecret), cache: newTokenCache()}
 	var algs []string
 	if len(a.secret) > 0 {
 		algs = append(algs, jwt.SigningMethodHS256.Alg())
@@ -105,9 +106,11 @@ func (a *authenticator) key(t *jwt.Token) (any, error) {
 	return nil, fmt.Errorf("unexpected alg %q", t.Method.Alg())
 }
 
-// identify checks a token ("" for none) and returns who it names; the
-// caller gives an anonymous viewer its user id. The error text is the short
-// reason sent with HTTP 401.
+// identify checks a token ("" for none) and returns who it names, a new
+// identity the caller may change; the caller gives an anonymous viewer its
+// user id. The error text is the short reason sent with HTTP 401. A token
+// verified before and not expired is answered from the cache. Called on
+// any loop.
 func (a *authenticator) identify(token string) (*identity, error) {
 	if token == "" {
 		if a.cfg.NoAnonymous {
@@ -118,6 +121,18 @@ func (a *authenticator) identify(token string) (*identity, error) {
 	if len(a.secret) == 0 && a.rsa == nil && a.ed == nil {
 		return nil, errNoVerifier
 	}
+	if id := a.cache.get(token, time.Now()); id != nil {
+		return id, nil
+	}
+	id, err := a.verify(token)
+	if err == nil {
+		a.cache.put(token, id)
+	}
+	return id, err
+}
+
+// verify parses and checks a token.
+func (a *authenticator) verify(token string) (*identity, error) {
 	var c claims
 	_, err := a.parser.ParseWithClaims(token, &c, a.key)
 	if err != nil {

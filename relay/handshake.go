@@ -26,7 +26,9 @@ func (u *upgrade) init(l *loop) {
 	u.ext.Parameters = deflateParams
 	u.up = ws.Upgrader{
 		OnRequest: u.onRequest,
-		OnHeader:  u.onHeader,
+		OnHeader: func(key, value []byte) error {
+			return u.onHeader(key, value, len(l.srv.cfg.AllowedOrigins) > 0)
+		},
 		Protocol:  u.onProtocol,
 		Negotiate: u.negotiate,
 		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
@@ -79,7 +81,20 @@ func (u *upgrade) failReason() string {
 	return u.why
 }
 
+// onRequest reads the request URI: the path must be /ws; the token may be
+// the query's first token parameter. A plain URI (see plainURI) is read
+// without net/url, which gives the same answer with less work.
 func (u *upgrade) onRequest(uri []byte) error {
+	if path, query, ok := plainURI(uri); ok {
+		if string(path) != "/ws" {
+			return u.rejectWith(refNotFound, "")
+		}
+		u.path = "/ws"
+		if tok, ok := queryParam(query, "token"); ok {
+			u.token = string(tok)
+		}
+		return nil
+	}
 	p, err := url.ParseRequestURI(string(uri))
 	if err != nil {
 		return u.rejectWith(refBadRequest, "bad request URI")
@@ -92,8 +107,41 @@ func (u *upgrade) onRequest(uri []byte) error {
 	return nil
 }
 
-func (u *upgrade) onHeader(key, value []byte) error {
-	if bytes.EqualFold(key, []byte("Origin")) {
+// plainURI splits a request URI that net/url would take as it is: it
+// starts with "/" and holds only printable ASCII, none of it an escape
+// ('%'), a '+' (a space in a query) or a ';' (which ParseQuery refuses).
+// Anything else is not plain and goes through net/url.
+func plainURI(uri []byte) (path, query []byte, ok bool) {
+	if len(uri) == 0 || uri[0] != '/' {
+		return nil, nil, false
+	}
+	for _, c := range uri {
+		if c <= ' ' || c >= 0x7f || c == '%' || c == '+' || c == ';' || c == '#' {
+			return nil, nil, false
+		}
+	}
+	path, query, _ = bytes.Cut(uri, []byte("?"))
+	return path, query, true
+}
+
+// queryParam is url.Values.Get of a plain query: the value of the first
+// key=value pair named key ("" for a bare key).
+func queryParam(query []byte, key string) ([]byte, bool) {
+	for len(query) > 0 {
+		var pair []byte
+		pair, query, _ = bytes.Cut(query, []byte("&"))
+		k, v, _ := bytes.Cut(pair, []byte("="))
+		if string(k) == key {
+			return v, true
+		}
+	}
+	return nil, false
+}
+
+// onHeader reads the headers the relay uses. The Origin is kept only when
+// there is an allow-list to check it against (originAllowed passes "").
+func (u *upgrade) onHeader(key, value []byte, keepOrigin bool) error {
+	if keepOrigin && bytes.EqualFold(key, []byte("Origin")) {
 		u.origin = string(value)
 	}
 	if bytes.EqualFold(key, []byte("Authorization")) {
@@ -188,6 +236,8 @@ func (s *session) upgradeWS(req []byte) bool {
 	_, err := u.up.Upgrade(u)
 	if err != nil {
 		s.srv.metrics.handshakeFail(u.failReason()) // counted before the client can see the answer
+	} else {
+		u.out.Write(s.helloFrame(u.id, u.format)) // one write, one segment: the 101 and hello
 	}
 	s.write(u.out.Bytes())
 	if err == nil {
@@ -205,6 +255,18 @@ func (s *session) upgradeWS(req []byte) bool {
 	s.compressed = u.compressed()
 	s.open(u.id, u.format)
 	return true
+}
+
+// helloFrame is the hello of a new WebSocket session, valid until the loop
+// encodes again (nil if it cannot be encoded, never expected).
+func (s *session) helloFrame(id *identity, f proto.Format) []byte {
+	b, err := s.loop.enc.Frame(f, &proto.Hello{T: proto.THello, V: 1, User: id.user, Name: id.name, Anon: id.anon,
+		Role: id.role, Limits: s.srv.helloLimits(id), Node: s.srv.cfg.NodeID})
+	if err != nil {
+		s.srv.cfg.Logger.Error("cannot encode hello", "err", err)
+		return nil
+	}
+	return b
 }
 
 // refuse answers a refused request from the refusal table (with msg, or

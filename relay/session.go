@@ -138,7 +138,8 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	return gnet.None
 }
 
-// open turns the connection into a WebSocket session and says hello.
+// open turns the connection into a WebSocket session. Its hello went out
+// with the upgrade's answer (upgradeWS, helloFrame).
 func (s *session) open(id *identity, f proto.Format) {
 	s.id, s.format, s.state = id, f, stateOpen
 	s.srv.metrics.open(id.anon).Inc()
@@ -148,8 +149,6 @@ func (s *session) open(id *identity, f proto.Format) {
 	s.srv.metrics.handshakes.Inc()
 	s.srv.metrics.handshake.Observe(time.Since(s.openedAt).Seconds())
 	s.srv.remember(s)
-	s.reply(&proto.Hello{T: proto.THello, V: 1, User: id.user, Name: id.name, Anon: id.anon,
-		Role: id.role, Limits: s.srv.helloLimits(id), Node: s.srv.cfg.NodeID})
 }
 
 // reply encodes one frame to this session.

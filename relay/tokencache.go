@@ -1,0 +1,145 @@
+package relay
+
+import (
+	"sync"
+	"time"
+)
+
+// Verified tokens are remembered so that a reconnect storm, which presents
+// the same tokens again, skips the JWT parse and signature check (about
+// 50 allocations and 10 µs each). The cache is keyed by the whole token
+// string, so a hit is a token byte for byte equal to one that passed with
+// the same keys: only the time-dependent claims can change their verdict,
+// and of those nbf and iat only ever turn from failing to passing, while
+// exp is checked on every hit (an expired entry is dropped and the token
+// parsed again, so its error is the parser's). Failed tokens are never
+// cached.
+const (
+	tokenCacheSize = 16384 // entries; a storm of this many distinct users hits
+	tokenCacheMax  = 1024  // bytes; longer tokens are not cached (memory ≤ 16 MiB of keys)
+)
+
+// tokenCache is a bounded LRU of verified tokens. Any loop calls get and
+// put (the upgrade, /sse admission and refresh); mu guards everything.
+type tokenCache struct {
+	mu   sync.Mutex
+	idx  map[string]int32 // token -> slot in ent
+	ent  []tokenEntry     // grows to tokenCacheSize, then slots are reused
+	free []int32          // slots of dropped (expired) entries
+	head int32            // most recently used; -1 when empty
+	tail int32            // least recently used; -1 when empty
+}
+
+type tokenEntry struct {
+	tok        string
+	id         *identity // never handed out: get returns a copy
+	prev, next int32
+}
+
+func newTokenCache() *tokenCache {
+	return &tokenCache{idx: make(map[string]int32), head: -1, tail: -1}
+}
+
+// get returns a copy of the identity of a verified token, or nil if the
+// token is not cached or its identity has expired at now (then it is
+// dropped).
+func (c *tokenCache) get(tok string, now time.Time) *identity {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i, ok := c.idx[tok]
+	if !ok {
+		return nil
+	}
+	e := &c.ent[i]
+	if e.id.expired(now) {
+		c.unlink(i)
+		c.drop(i)
+		return nil
+	}
+	c.unlink(i)
+	c.pushFront(i)
+	id := *e.id
+	return &id
+}
+
+// put remembers the identity of a token that just passed verification.
+// The cache keeps its own copy of id.
+func (c *tokenCache) put(tok string, id *identity) {
+	if len(tok) > tokenCacheMax {
+		return
+	}
+	cp := *id
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if i, ok := c.idx[tok]; ok {
+		c.ent[i].id = &cp
+		c.unlink(i)
+		c.pushFront(i)
+		return
+	}
+	i := c.slot()
+	c.ent[i] = tokenEntry{tok: tok, id: &cp}
+	c.idx[tok] = i
+	c.pushFront(i)
+}
+
+// slot returns an unused entry: a freed one, a new one, or the least
+// recently used, evicted.
+func (c *tokenCache) slot() int32 {
+	if n := len(c.free); n > 0 {
+		i := c.free[n-1]
+		c.free = c.free[:n-1]
+		return i
+	}
+	if len(c.ent) < tokenCacheSize {
+		c.ent = append(c.ent, tokenEntry{})
+		return int32(len(c.ent) - 1)
+	}
+	i := c.tail
+	c.unlink(i)
+	delete(c.idx, c.ent[i].tok)
+	return i
+}
+
+// drop removes entry i (unlinked already).
+func (c *tokenCache) drop(i int32) {
+	delete(c.idx, c.ent[i].tok)
+	c.ent[i] = tokenEntry{}
+	c.free = append(c.free, i)
+}
+
+// unlink takes entry i out of the recency list.
+func (c *tokenCache) unlink(i int32) {
+	e := &c.ent[i]
+	if e.prev >= 0 {
+		c.ent[e.prev].next = e.next
+	} else {
+		c.head = e.next
+	}
+	if e.next >= 0 {
+		c.ent[e.next].prev = e.prev
+	} else {
+		c.tail = e.prev
+	}
+	e.prev, e.next = -1, -1
+}
+
+// pushFront makes entry i the most recently used.
+func (c *tokenCache) pushFront(i int32) {
+	e := &c.ent[i]
+	e.prev, e.next = -1, c.head
+	if c.head >= 0 {
+		c.ent[c.head].prev = i
+	}
+	c.head = i
+	if c.tail < 0 {
+		c.tail = i
+	}
+}
+
+// len is the number of cached tokens.
+func (c *tokenCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.idx)
+}

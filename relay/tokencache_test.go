@@ -1,0 +1,135 @@
+package relay
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+func mintToken(t *testing.T, claims jwt.MapClaims) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(benchSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestTokenCacheHitIsACopy: a cached identity handed out may be changed by
+// its connection (refresh keeps the upgrade's name) without touching the
+// next connection's.
+func TestTokenCacheHitIsACopy(t *testing.T) {
+	a, err := newAuthenticator(&Config{JWTSecret: benchSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := mintToken(t, jwt.MapClaims{"sub": "u1", "name": "One", "role": "mod", "exp": time.Now().Add(time.Hour).Unix()})
+	first, err := a.identify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.cache.len() != 1 {
+		t.Fatalf("cache holds %d tokens, want 1", a.cache.len())
+	}
+	first.name = "changed"
+	second, err := a.identify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second == first || second.name != "One" || second.user != "u1" || second.role != roleMod {
+		t.Fatalf("second identity %+v (same pointer %v)", second, second == first)
+	}
+}
+
+// TestTokenCacheExpiry: a cached token past its exp is refused exactly as
+// an uncached one: errExpired within the parser's leeway, the parser's
+// error past it; and it leaves the cache.
+func TestTokenCacheExpiry(t *testing.T) {
+	a, err := newAuthenticator(&Config{JWTSecret: benchSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tok := mintToken(t, jwt.MapClaims{"sub": "u1", "exp": now.Add(time.Hour).Unix()})
+	if _, err := a.identify(tok); err != nil {
+		t.Fatal(err)
+	}
+	// Make the cached identity expire 1 s ago, then 1 min ago.
+	for _, ago := range []time.Duration{time.Second, time.Minute} {
+		if _, err := a.identify(tok); err != nil { // cached again
+			t.Fatal(err)
+		}
+		i := a.cache.idx[tok]
+		a.cache.ent[i].id.exp = time.Now().Add(-ago)
+		if id := a.cache.get(tok, time.Now()); id != nil {
+			t.Fatalf("expired %v ago: cache answered %+v", ago, id)
+		}
+		if a.cache.len() != 0 {
+			t.Fatalf("expired entry still cached")
+		}
+	}
+	for _, c := range []struct {
+		exp  time.Time
+		want string
+	}{
+		{now.Add(-time.Second), errExpired.Error()},
+		{now.Add(-time.Minute), "token is expired"},
+	} {
+		tok := mintToken(t, jwt.MapClaims{"sub": "u2", "exp": c.exp.Unix()})
+		for range 2 { // neither time is it cached
+			_, err := a.identify(tok)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("exp %v: err %v, want %q", c.exp, err, c.want)
+			}
+		}
+	}
+	if a.cache.len() != 0 {
+		t.Fatalf("failed tokens cached: %d", a.cache.len())
+	}
+}
+
+// TestTokenCacheBounded: the cache never holds more than tokenCacheSize
+// tokens, evicts the least recently used, and skips long tokens.
+func TestTokenCacheBounded(t *testing.T) {
+	c := newTokenCache()
+	id := &identity{user: "u", role: roleUser}
+	now := time.Now()
+	for i := range tokenCacheSize + 100 {
+		c.put("tok"+strconv.Itoa(i), id)
+		if i == tokenCacheSize-1 {
+			c.get("tok0", now) // tok0 is used again: tok1 is now the oldest
+		}
+	}
+	if c.len() != tokenCacheSize || len(c.ent) != tokenCacheSize {
+		t.Fatalf("cache holds %d tokens in %d slots, want %d", c.len(), len(c.ent), tokenCacheSize)
+	}
+	if c.get("tok0", now) == nil {
+		t.Fatal("recently used tok0 evicted")
+	}
+	for _, gone := range []string{"tok1", "tok50"} {
+		if c.get(gone, now) != nil {
+			t.Fatalf("%s not evicted", gone)
+		}
+	}
+	if c.get("tok"+strconv.Itoa(tokenCacheSize+99), now) == nil {
+		t.Fatal("newest token missing")
+	}
+	c.put(strings.Repeat("x", tokenCacheMax+1), id)
+	if c.get(strings.Repeat("x", tokenCacheMax+1), now) != nil {
+		t.Fatal("a token over tokenCacheMax was cached")
+	}
+	// The list and the index agree.
+	n := 0
+	for i := c.head; i >= 0; i = c.ent[i].next {
+		if c.idx[c.ent[i].tok] != i {
+			t.Fatalf("slot %d: index says %d", i, c.idx[c.ent[i].tok])
+		}
+		n++
+	}
+	if n != c.len() {
+		t.Fatalf("list holds %d, index %d", n, c.len())
+	}
+}
