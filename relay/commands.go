@@ -76,7 +76,7 @@ func (s *session) joinRoom(c *proto.Command, wait bool) {
 	case c.HasSince:
 		req.History = -1 // all that is kept after since
 	}
-	if ms := s.rooms[c.Room]; ms != nil {
+	if ms := s.rooms.get(c.Room); ms != nil {
 		s.joined(c, ms.Rejoin(&req))
 		return
 	}
@@ -96,10 +96,7 @@ func (s *session) joinRoom(c *proto.Command, wait bool) {
 		s.refused(c, "room", err) // the only limit in time a join meets here: rooms created per IP
 		return
 	}
-	if s.rooms == nil {
-		s.rooms = make(map[string]*shard.Membership, 2)
-	}
-	s.rooms[c.Room] = ms
+	s.rooms.add(ms)
 	s.srv.events.member(evJoin, c.Room, s.id)
 	s.joined(c, res)
 }
@@ -144,7 +141,7 @@ func (s *session) joined(c *proto.Command, res shard.JoinResult) {
 }
 
 func (s *session) leave(c *proto.Command) {
-	ms := s.rooms[c.Room]
+	ms := s.rooms.get(c.Room)
 	if w := s.waiting[c.Room]; ms == nil && w != nil {
 		w.leave, w.leaveRef = true, c.Ref // answered after the join: joined, then left
 		return
@@ -153,7 +150,7 @@ func (s *session) leave(c *proto.Command) {
 		s.fail(c.Ref, proto.CodeNotJoined, "not in this room", c.Room)
 		return
 	}
-	delete(s.rooms, c.Room)
+	s.rooms.remove(c.Room)
 	ms.Leave()
 	s.srv.events.member(evLeave, c.Room, s.id)
 	s.reply(&proto.Left{T: proto.TLeft, Ref: c.Ref, Room: c.Room})
@@ -165,7 +162,7 @@ func (s *session) send(c *proto.Command) {
 		return
 	}
 	whisper := false
-	if s.rooms[c.Room] == nil {
+	if s.rooms.get(c.Room) == nil {
 		if whisper = s.whisperable(c.Room); !whisper {
 			s.notMember(c)
 			return

@@ -8,7 +8,6 @@ import (
 
 	"github.com/roomcast/roomcast/ratelimit"
 	"github.com/roomcast/roomcast/relay/proto"
-	"github.com/roomcast/roomcast/shard"
 )
 
 type sessionState uint8
@@ -43,15 +42,15 @@ type session struct {
 	lastRecv     time.Time // any bytes received
 	lastPing     time.Time
 	closingSince time.Time
-	sseWaiting   bool                         // an admitted /sse request waiting for its room to catch up with the bus (sseJoin): still stateHTTP, it reads nothing more
-	rooms        map[string]*shard.Membership // made on the first join
-	waiting      map[string]*waitingJoin      // joins waiting for their room to catch up with the bus (cluster.go); made on the first
-	joins        ratelimit.Bucket             // joins of this connection
-	frag         []byte                       // a fragmented message being reassembled
-	fragOp       byte                         // its opcode; 0 when none
-	fragZ        bool                         // it is compressed (RSV1 on its first frame)
-	strikes      int                          // rate_limited answers in a row
-	unread       int                          // bytes gnet still holds from the last OnTraffic
+	sseWaiting   bool                    // an admitted /sse request waiting for its room to catch up with the bus (sseJoin): still stateHTTP, it reads nothing more
+	rooms        roomSet                 // session_rooms.go
+	waiting      map[string]*waitingJoin // joins waiting for their room to catch up with the bus (cluster.go); made on the first
+	joins        ratelimit.Bucket        // joins of this connection
+	frag         []byte                  // a fragmented message being reassembled
+	fragOp       byte                    // its opcode; 0 when none
+	fragZ        bool                    // it is compressed (RSV1 on its first frame)
+	strikes      int                     // rate_limited answers in a row
+	unread       int                     // bytes gnet still holds from the last OnTraffic
 }
 
 // OnOpen creates the session of a new connection. gnet calls it on the
@@ -83,8 +82,10 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 		return gnet.None
 	}
 	ss.state = stateClosed
-	for name, ms := range ss.rooms {
-		delete(ss.rooms, name)
+	for len(ss.rooms) > 0 {
+		ms := ss.rooms[len(ss.rooms)-1]
+		name := ms.Room().Name()
+		ss.rooms.remove(name)
 		ms.Leave()
 		s.events.closed(name, ss) // webhooks (webhook.go)
 	}

@@ -281,7 +281,7 @@ func (s *session) sseJoin(j ssePending, wait bool) {
 		return
 	}
 	s.id, s.format, s.state = j.id, proto.SSE, stateOpen
-	s.sse, s.rooms = true, map[string]*shard.Membership{j.room: ms}
+	s.sse, s.rooms = true, roomSet{ms}
 	srv.metrics.openSSE.Inc()
 	srv.metrics.handshakes.Inc()
 	srv.metrics.handshake.Observe(time.Since(s.openedAt).Seconds())
