@@ -142,7 +142,7 @@ func (s *session) joined(c *proto.Command, res shard.JoinResult) {
 
 func (s *session) leave(c *proto.Command) {
 	ms := s.rooms.get(c.Room)
-	if w := s.waiting[c.Room]; ms == nil && w != nil {
+	if w := s.waitingJoin(c.Room); ms == nil && w != nil {
 		w.leave, w.leaveRef = true, c.Ref // answered after the join: joined, then left
 		return
 	}
@@ -224,7 +224,7 @@ func (s *session) published(c *proto.Command, m *shard.Message, seq uint64, err 
 	s.srv.events.message(c.Room, seq, m)
 	s.strikes = 0
 	s.srv.metrics.sendsAccepted.Inc()
-	s.srv.metrics.acceptToSequenced.Observe(time.Since(s.lastRecv).Seconds())
+	s.srv.metrics.acceptToSequenced.Observe(time.Since(s.lastRecv.time()).Seconds())
 	if c.Ref != 0 {
 		s.reply(&proto.Ack{T: proto.TAck, Ref: c.Ref, Room: c.Room, Seq: seq})
 	}
@@ -241,7 +241,7 @@ func (s *Server) banned(room, user string) bool {
 // time until it would pass. Too many refusals in a row close with 1008.
 func (s *session) limited(c *proto.Command, kind string, code proto.Code, msg string, wait time.Duration) {
 	s.srv.metrics.rateLimited[kind].Inc()
-	if s.strikes++; s.strikes > s.srv.cfg.AbuseStrikes {
+	if s.strikes++; int(s.strikes) > s.srv.cfg.AbuseStrikes {
 		s.close(proto.ClosePolicy, "too many requests after rate_limited")
 		return
 	}
