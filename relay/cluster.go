@@ -66,7 +66,7 @@ func (s *Server) busReady() string {
 // error) is written from the session's loop once the log answered.
 // Called on the loop.
 func (s *session) sendBus(c *proto.Command, m *shard.Message) {
-	ref, room, start := c.Ref, c.Room, s.lastRecv
+	ref, room, start := c.Ref, c.Room, s.lastRecv.time()
 	s.srv.hub.Send(room, m, func(seq uint64, err error) { // a bus goroutine, or at once
 		if err == nil {
 			s.srv.events.message(room, seq, m) // webhooks (webhook.go)
@@ -128,8 +128,10 @@ type joinAgain struct {
 func (t joinAgain) Run(context.Context) error {
 	s := t.s
 	defer s.srv.rescue(s.conn, siteTask)
-	w := s.waiting[t.c.Room]
-	delete(s.waiting, t.c.Room)
+	w := s.waitingJoin(t.c.Room)
+	if w != nil {
+		delete(s.cold.waiting, t.c.Room)
+	}
 	switch {
 	case s.state != stateOpen:
 		return nil
@@ -153,11 +155,12 @@ type waitingJoin struct {
 
 // waitFor records a join of room waiting for joinAgain. Called on the loop.
 func (s *session) waitFor(room string) {
-	if s.waiting == nil {
-		s.waiting = make(map[string]*waitingJoin, 1)
+	c := s.coldPart()
+	if c.waiting == nil {
+		c.waiting = make(map[string]*waitingJoin, 1)
 	}
-	if s.waiting[room] == nil {
-		s.waiting[room] = &waitingJoin{}
+	if c.waiting[room] == nil {
+		c.waiting[room] = &waitingJoin{}
 	}
 }
 

@@ -76,7 +76,7 @@ func (s *session) joinRoom(c *proto.Command, wait bool) {
 	case c.HasSince:
 		req.History = -1 // all that is kept after since
 	}
-	if ms := s.rooms[c.Room]; ms != nil {
+	if ms := s.rooms.get(c.Room); ms != nil {
 		s.joined(c, ms.Rejoin(&req))
 		return
 	}
@@ -96,10 +96,7 @@ func (s *session) joinRoom(c *proto.Command, wait bool) {
 		s.refused(c, "room", err) // the only limit in time a join meets here: rooms created per IP
 		return
 	}
-	if s.rooms == nil {
-		s.rooms = make(map[string]*shard.Membership, 2)
-	}
-	s.rooms[c.Room] = ms
+	s.rooms.add(ms)
 	s.srv.events.member(evJoin, c.Room, s.id)
 	s.joined(c, res)
 }
@@ -144,8 +141,8 @@ func (s *session) joined(c *proto.Command, res shard.JoinResult) {
 }
 
 func (s *session) leave(c *proto.Command) {
-	ms := s.rooms[c.Room]
-	if w := s.waiting[c.Room]; ms == nil && w != nil {
+	ms := s.rooms.get(c.Room)
+	if w := s.waitingJoin(c.Room); ms == nil && w != nil {
 		w.leave, w.leaveRef = true, c.Ref // answered after the join: joined, then left
 		return
 	}
@@ -153,7 +150,7 @@ func (s *session) leave(c *proto.Command) {
 		s.fail(c.Ref, proto.CodeNotJoined, "not in this room", c.Room)
 		return
 	}
-	delete(s.rooms, c.Room)
+	s.rooms.remove(c.Room)
 	ms.Leave()
 	s.srv.events.member(evLeave, c.Room, s.id)
 	s.reply(&proto.Left{T: proto.TLeft, Ref: c.Ref, Room: c.Room})
@@ -165,7 +162,7 @@ func (s *session) send(c *proto.Command) {
 		return
 	}
 	whisper := false
-	if s.rooms[c.Room] == nil {
+	if s.rooms.get(c.Room) == nil {
 		if whisper = s.whisperable(c.Room); !whisper {
 			s.notMember(c)
 			return
@@ -227,7 +224,7 @@ func (s *session) published(c *proto.Command, m *shard.Message, seq uint64, err 
 	s.srv.events.message(c.Room, seq, m)
 	s.strikes = 0
 	s.srv.metrics.sendsAccepted.Inc()
-	s.srv.metrics.acceptToSequenced.Observe(time.Since(s.lastRecv).Seconds())
+	s.srv.metrics.acceptToSequenced.Observe(time.Since(s.lastRecv.time()).Seconds())
 	if c.Ref != 0 {
 		s.reply(&proto.Ack{T: proto.TAck, Ref: c.Ref, Room: c.Room, Seq: seq})
 	}
@@ -244,7 +241,7 @@ func (s *Server) banned(room, user string) bool {
 // time until it would pass. Too many refusals in a row close with 1008.
 func (s *session) limited(c *proto.Command, kind string, code proto.Code, msg string, wait time.Duration) {
 	s.srv.metrics.rateLimited[kind].Inc()
-	if s.strikes++; s.strikes > s.srv.cfg.AbuseStrikes {
+	if s.strikes++; int(s.strikes) > s.srv.cfg.AbuseStrikes {
 		s.close(proto.ClosePolicy, "too many requests after rate_limited")
 		return
 	}

@@ -72,31 +72,33 @@ func (s *session) frame(h ws.Header, payload []byte, z bool) {
 	case ws.OpClose:
 		s.peerClosed(payload)
 	case ws.OpContinuation:
-		if s.fragOp == 0 {
+		c := s.cold
+		if c == nil || c.fragOp == 0 {
 			s.close(proto.CloseProtocol, errFragment.Error())
 			return
 		}
-		if len(s.frag)+len(payload) > s.srv.cfg.MaxFrame {
+		if len(c.frag)+len(payload) > s.srv.cfg.MaxFrame {
 			s.close(proto.CloseTooBig, "message larger than max_frame")
 			return
 		}
-		s.frag = append(s.frag, payload...)
+		c.frag = append(c.frag, payload...)
 		if h.Fin {
-			op := s.fragOp
-			s.fragOp = 0
-			s.data(op, s.frag, s.fragZ)
-			s.frag = s.frag[:0]
-			if cap(s.frag) > 4<<10 {
-				s.frag = nil // idle connections keep no large buffer
+			op := c.fragOp
+			c.fragOp = 0
+			s.data(op, c.frag, c.fragZ)
+			c.frag = c.frag[:0]
+			if cap(c.frag) > 4<<10 {
+				c.frag = nil // idle connections keep no large buffer
 			}
 		}
 	default: // text or binary
 		switch {
-		case s.fragOp != 0:
+		case s.cold != nil && s.cold.fragOp != 0:
 			s.close(proto.CloseProtocol, errInterleaved.Error())
 		case !h.Fin:
-			s.fragOp, s.fragZ = byte(h.OpCode), z
-			s.frag = append(s.frag[:0], payload...)
+			c := s.coldPart()
+			c.fragOp, c.fragZ = byte(h.OpCode), z
+			c.frag = append(c.frag[:0], payload...)
 		default:
 			s.data(byte(h.OpCode), payload, z)
 		}

@@ -150,7 +150,7 @@ func newBackendTransport(timeout time.Duration, conns int) *http.Transport {
 // sendHooked asks the hook before sequencing a checked message. Called on
 // the session's loop; the answer comes back to it as a sendDone task.
 func (s *session) sendHooked(c *proto.Command, m *shard.Message, h *publishHook, whisper bool) {
-	t := &hookTicket{s: s, id: s.id, ref: c.Ref, room: c.Room, start: s.lastRecv, msg: *m, whisper: whisper}
+	t := &hookTicket{s: s, id: s.id, ref: c.Ref, room: c.Room, start: s.lastRecv.time(), msg: *m, whisper: whisper}
 	if !h.enqueue(t) {
 		s.srv.metrics.hook[hookOverloaded].Inc()
 		s.refused(c, "send", errHookBusy)

@@ -97,7 +97,7 @@ func (s *session) chargeInbox(c *proto.Command) bool {
 // whisper sequences a checked whisper without a hook. Called on the loop.
 func (s *session) whisper(c *proto.Command, m *shard.Message) {
 	if s.srv.bus != nil {
-		ref, room, start := c.Ref, c.Room, s.lastRecv
+		ref, room, start := c.Ref, c.Room, s.lastRecv.time()
 		s.srv.hub.Send(room, m, func(seq uint64, err error) { // a bus goroutine
 			err = whisperErr(err)
 			if err == nil {

@@ -80,22 +80,22 @@ func (s *session) tick(now time.Time) {
 	case s.state == stateClosing:
 		s.tickClosing(now)
 	case s.state == stateHTTP:
-		if now.Sub(s.openedAt) > handshakeTimeout {
+		if s.since.age(now) > handshakeTimeout {
 			s.srv.metrics.handshakeFail("timeout")
 			_ = s.conn.Close()
 		}
 	case s.sse: // readers of a stream send nothing: keep it alive instead
-		if now.Sub(s.lastPing) >= min(cfg.PingInterval, sseKeepAlive) {
-			s.lastPing = now
+		if s.since.age(now) >= min(cfg.PingInterval, sseKeepAlive) {
+			s.since = stampOf(now)
 			s.write(sseComment)
 		}
 	case s.state != stateOpen:
 	case s.id.expired(now):
 		s.close(proto.CloseTokenExpired, "token expired")
-	case now.Sub(s.lastRecv) > cfg.IdleTimeout:
+	case s.lastRecv.age(now) > cfg.IdleTimeout:
 		s.close(proto.CloseIdle, "idle timeout")
-	case now.Sub(s.lastPing) >= cfg.PingInterval:
-		s.lastPing = now
+	case s.since.age(now) >= cfg.PingInterval:
+		s.since = stampOf(now)
 		s.write(pingFrame)
 	}
 }

@@ -102,11 +102,11 @@ type kickTask struct {
 
 func (t kickTask) Run(context.Context) error {
 	defer t.s.srv.rescue(t.s.conn, siteTask)
-	ms := t.s.rooms[t.room]
+	ms := t.s.rooms.get(t.room)
 	if ms == nil || t.s.state != stateOpen {
 		return nil
 	}
-	delete(t.s.rooms, t.room)
+	t.s.rooms.remove(t.room)
 	ms.Leave()
 	t.s.reply(&proto.Kicked{T: proto.TKicked, Room: t.room, Reason: t.reason})
 	if t.s.sse {

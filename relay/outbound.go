@@ -62,7 +62,7 @@ func (s *session) close(code proto.CloseCode, reason string) {
 		return
 	}
 	s.state = stateClosing
-	s.closingSince = s.loop.now
+	s.since = stampOf(s.loop.now)
 	s.srv.metrics.disconnect(code).Inc()
 	if !s.sse && !s.queue(proto.CloseFrame(code, reason)) {
 		return
@@ -82,7 +82,7 @@ func (s *session) endClose() {
 		_ = s.conn.Close()
 		return
 	}
-	s.closingSince = s.loop.now
+	s.since = stampOf(s.loop.now)
 	_ = unix.Shutdown(s.conn.Fd(), unix.SHUT_WR)
 }
 
@@ -92,9 +92,9 @@ func (s *session) tickClosing(now time.Time) {
 	switch {
 	case s.flushing && s.conn.OutboundBuffered() == 0:
 		s.endClose()
-	case s.flushing && now.Sub(s.closingSince) > slowCloseLimit:
+	case s.flushing && s.since.age(now) > slowCloseLimit:
 		_ = s.conn.Close() // it does not read: drop the queue
-	case !s.flushing && now.Sub(s.closingSince) > closeLinger:
+	case !s.flushing && s.since.age(now) > closeLinger:
 		_ = s.conn.Close()
 	}
 }

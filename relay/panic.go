@@ -94,7 +94,7 @@ func (s *session) failed() {
 	case stateClosed:
 	default:
 		s.state = stateClosing
-		s.closingSince = s.loop.now
+		s.since = stampOf(s.loop.now)
 		_ = s.conn.Close()
 	}
 }

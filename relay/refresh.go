@@ -37,9 +37,10 @@ func (s *session) refresh(c *proto.Command) {
 	}
 	id.name = s.id.name // members lists and messages keep the name of the upgrade
 	s.id = id
-	for name, ms := range s.rooms {
-		if !roomAllowed(id.rooms, name) {
-			delete(s.rooms, name)
+	for i := len(s.rooms) - 1; i >= 0; i-- { // remove moves the last one here
+		ms := s.rooms[i]
+		if name := ms.Room().Name(); !roomAllowed(id.rooms, name) {
+			s.rooms.remove(name)
 			ms.Leave()
 			s.reply(&proto.Kicked{T: proto.TKicked, Room: name, Reason: "token"})
 		}

@@ -245,11 +245,13 @@ func (s *Server) eachLoop(fn func(*loop)) {
 }
 
 // tick drives time on every loop: pings, idle and handshake timeouts,
-// lingering closes; and reclaims idle rate-limit buckets.
+// lingering closes; reclaims idle rate-limit buckets; and returns free memory
+// to the OS after a wave of connections (memtrim.go).
 func (s *Server) tick() {
 	defer s.bg.Done()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	var trim memTrim // memtrim.go
 	for n := 0; ; n++ {
 		select {
 		case <-s.quit:
@@ -257,6 +259,9 @@ func (s *Server) tick() {
 		case now := <-t.C:
 			s.eachLoop(func(l *loop) { _ = l.el.Execute(context.Background(), tickTask{l, now}) })
 			s.metrics.panics.syncFlush(s.hub.Stats.Panics.Load())
+			if trim.tick(s.conns.Load()) {
+				s.cfg.Logger.Debug("returned free memory to the OS after a wave of connections", "conns", trim.base)
+			}
 			if n%60 == 59 {
 				s.policies.sweep(now)
 				s.ips.sweep(now)

@@ -8,7 +8,6 @@ import (
 
 	"github.com/roomcast/roomcast/ratelimit"
 	"github.com/roomcast/roomcast/relay/proto"
-	"github.com/roomcast/roomcast/shard"
 )
 
 type sessionState uint8
@@ -22,36 +21,65 @@ const (
 
 // session is one connection. It is created in OnOpen and lives on the event
 // loop that owns the connection; every field is owned by that loop.
+//
+// One is kept per connection, so it is laid out to fit 160 bytes (see
+// TestSessionSize and BENCHMARKS.md, memory per connection): times are
+// stamps, not time.Time; what only some connections need is in cold.
 type session struct {
 	// Set in OnOpen, then read-only.
 	srv  *Server
 	loop *loop
 	conn gnet.Conn
 
-	// Set by the upgrade, then read-only.
-	id         *identity
-	format     proto.Format
-	ip         netip.Addr
-	ipCounted  bool // counted by Server.ips; released in OnClose
-	sse        bool // an /sse stream, not a WebSocket
-	compressed bool // negotiated permessage-deflate: rooms send it compressed frames, it may send them
+	// Set by the upgrade, then read-only (id is replaced by refresh).
+	id *identity
+	ip netip.Addr
 
 	// Owned by the event loop.
-	openedAt     time.Time // accepted
-	state        sessionState
-	flushing     bool      // closing: the close frame waits behind queued bytes (see endClose)
-	lastRecv     time.Time // any bytes received
-	lastPing     time.Time
-	closingSince time.Time
-	sseWaiting   bool                         // an admitted /sse request waiting for its room to catch up with the bus (sseJoin): still stateHTTP, it reads nothing more
-	rooms        map[string]*shard.Membership // made on the first join
-	waiting      map[string]*waitingJoin      // joins waiting for their room to catch up with the bus (cluster.go); made on the first
-	joins        ratelimit.Bucket             // joins of this connection
-	frag         []byte                       // a fragmented message being reassembled
-	fragOp       byte                         // its opcode; 0 when none
-	fragZ        bool                         // it is compressed (RSV1 on its first frame)
-	strikes      int                          // rate_limited answers in a row
-	unread       int                          // bytes gnet still holds from the last OnTraffic
+	rooms    roomSet          // session_rooms.go
+	joins    ratelimit.Bucket // joins of this connection
+	cold     *sessionCold     // made when first needed (sessionCold)
+	lastRecv stamp            // any bytes received
+	// since is when the state began or last did its timed work: accepted
+	// (stateHTTP, for the handshake timeout), the last ping sent (stateOpen;
+	// the accept time until the first), the close or its linger begun
+	// (stateClosing).
+	since   stamp
+	unread  int32 // bytes gnet still holds from the last OnTraffic (at most a frame)
+	strikes int32 // rate_limited answers in a row
+
+	format     proto.Format // set by the upgrade
+	ipCounted  bool         // counted by Server.ips; released in OnClose
+	sse        bool         // an /sse stream, not a WebSocket
+	compressed bool         // negotiated permessage-deflate: rooms send it compressed frames, it may send them
+	state      sessionState
+	flushing   bool // closing: the close frame waits behind queued bytes (see endClose)
+	sseWaiting bool // an admitted /sse request waiting for its room to catch up with the bus (sseJoin): still stateHTTP, it reads nothing more
+}
+
+// sessionCold is the part of a session that few connections need: a
+// fragmented message, joins waiting for the bus. Owned by the event loop.
+type sessionCold struct {
+	waiting map[string]*waitingJoin // joins waiting for their room to catch up with the bus (cluster.go); made on the first
+	frag    []byte                  // a fragmented message being reassembled
+	fragOp  byte                    // its opcode; 0 when none
+	fragZ   bool                    // it is compressed (RSV1 on its first frame)
+}
+
+// coldPart returns the session's cold part, making it on the first call.
+func (s *session) coldPart() *sessionCold {
+	if s.cold == nil {
+		s.cold = &sessionCold{}
+	}
+	return s.cold
+}
+
+// waitingJoin returns the join of room waiting for the bus, or nil.
+func (s *session) waitingJoin(room string) *waitingJoin {
+	if s.cold == nil {
+		return nil
+	}
+	return s.cold.waiting[room]
 }
 
 // OnOpen creates the session of a new connection. gnet calls it on the
@@ -65,8 +93,8 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return refMaxConnsResponse, gnet.Close
 	}
 	l := s.loopOf(c)
-	now := time.Now()
-	ss := &session{srv: s, loop: l, conn: c, openedAt: now, lastRecv: now, lastPing: now}
+	now := stampOf(time.Now())
+	ss := &session{srv: s, loop: l, conn: c, lastRecv: now, since: now}
 	c.SetContext(ss)
 	l.sessions[ss] = struct{}{}
 	l.conns.Add(1)
@@ -83,8 +111,10 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 		return gnet.None
 	}
 	ss.state = stateClosed
-	for name, ms := range ss.rooms {
-		delete(ss.rooms, name)
+	for len(ss.rooms) > 0 {
+		ms := ss.rooms[len(ss.rooms)-1]
+		name := ms.Room().Name()
+		ss.rooms.remove(name)
 		ms.Leave()
 		s.events.closed(name, ss) // webhooks (webhook.go)
 	}
@@ -118,8 +148,9 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 		return gnet.Close // refused in OnOpen
 	}
 	buf, _ := c.Peek(-1)
-	ss.lastRecv = time.Now()
-	ss.loop.bytesIn.Add(int64(len(buf) - ss.unread)) // bytes left from the last call were counted then
+	now := time.Now()
+	ss.lastRecv = stampOf(now)
+	ss.loop.bytesIn.Add(int64(len(buf) - int(ss.unread))) // bytes left from the last call were counted then
 	used := 0
 	if ss.state == stateHTTP && !ss.sseWaiting {
 		used = ss.handshake(buf)
@@ -133,8 +164,8 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	if used > 0 { // Discard(0) would discard everything
 		_, _ = c.Discard(used)
 	}
-	ss.unread = len(buf) - used
-	ss.loop.busy.Add(int64(time.Since(ss.lastRecv)))
+	ss.unread = int32(len(buf) - used)
+	ss.loop.busy.Add(int64(time.Since(now)))
 	return gnet.None
 }
 
@@ -147,7 +178,7 @@ func (s *session) open(id *identity, f proto.Format) {
 		s.srv.metrics.openZ.Inc()
 	}
 	s.srv.metrics.handshakes.Inc()
-	s.srv.metrics.handshake.Observe(time.Since(s.openedAt).Seconds())
+	s.srv.metrics.handshake.Observe(time.Since(s.since.time()).Seconds())
 	s.srv.remember(s)
 }
 

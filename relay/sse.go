@@ -281,10 +281,10 @@ func (s *session) sseJoin(j ssePending, wait bool) {
 		return
 	}
 	s.id, s.format, s.state = j.id, proto.SSE, stateOpen
-	s.sse, s.rooms = true, map[string]*shard.Membership{j.room: ms}
+	s.sse, s.rooms = true, roomSet{ms}
 	srv.metrics.openSSE.Inc()
 	srv.metrics.handshakes.Inc()
-	srv.metrics.handshake.Observe(time.Since(s.openedAt).Seconds())
+	srv.metrics.handshake.Observe(time.Since(s.since.time()).Seconds())
 	srv.remember(s)
 	b := responseHead(http.StatusOK, s.sseHeaders(j.origin))
 	s.write(append(b, "Connection: close\r\n\r\nretry: 2000\n\n"...))

@@ -1,0 +1,165 @@
+package relay_test
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"testing"
+
+	"github.com/gobwas/ws"
+	"golang.org/x/sys/unix"
+
+	"github.com/roomcast/roomcast/relay"
+)
+
+// TestMemoryPerIdleConnection measures the relay's heap per idle connection:
+// ROOMCAST_MEM=N opens N anonymous WebSocket connections (at most 9 000: the
+// client and the relay each hold a descriptor per connection), and
+// ROOMCAST_MEM_ROOMS=R joins each to one of R rooms. The clients are raw
+// blocking sockets, so they add nothing to the Go heap that is measured.
+// ROOMCAST_MEM_PROFILE=FILE writes a heap profile of the held state (read it
+// with go tool pprof -sample_index=inuse_space -top). The test fails when the
+// heap grows by more than ROOMCAST_MEM_BUDGET bytes per connection (default
+// 1024). Skipped without ROOMCAST_MEM; run it without -race (the race
+// detector's shadow memory is not the relay's).
+func TestMemoryPerIdleConnection(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("ROOMCAST_MEM"))
+	if n <= 0 {
+		t.Skip("set ROOMCAST_MEM=N to measure the heap per idle connection")
+	}
+	rooms, _ := strconv.Atoi(os.Getenv("ROOMCAST_MEM_ROOMS"))
+	budget := 1024
+	if b, err := strconv.Atoi(os.Getenv("ROOMCAST_MEM_BUDGET")); err == nil {
+		budget = b
+	}
+	if os.Getenv("ROOMCAST_MEM_PROFILE") != "" {
+		old := runtime.MemProfileRate
+		runtime.MemProfileRate = 1 // every allocation, to see the small ones
+		t.Cleanup(func() { runtime.MemProfileRate = old })
+	}
+	srv := startRelay(t, func(c *relay.Config) { c.MaxConns = n + 100 })
+	ap := netip.MustParseAddrPort(srv.Addr())
+	base := heapInUse()
+	g0 := runtime.NumGoroutine()
+	fds := make([]int, 0, n)
+	t.Cleanup(func() {
+		for _, fd := range fds {
+			_ = unix.Close(fd)
+		}
+	})
+	for i := range n {
+		room := ""
+		if rooms > 0 {
+			room = fmt.Sprintf("mem-%d", i%rooms)
+		}
+		fd, err := rawConnect(ap, room)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		fds = append(fds, fd)
+	}
+	held := heapInUse()
+	per := float64(held-base) / float64(n)
+	t.Logf("%d idle connections (rooms %d): heap in use %d -> %d B, %.0f B per connection; goroutines %d -> %d",
+		n, rooms, base, held, per, g0, runtime.NumGoroutine())
+	if f := os.Getenv("ROOMCAST_MEM_PROFILE"); f != "" {
+		w, err := os.Create(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pprof.Lookup("heap").WriteTo(w, 0); err != nil {
+			t.Fatal(err)
+		}
+		_ = w.Close()
+	}
+	if per > float64(budget) {
+		t.Errorf("%.0f B of heap per idle connection, budget %d", per, budget)
+	}
+}
+
+// heapInUse returns the bytes of live heap spans after two collections.
+func heapInUse() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
+}
+
+// rawConnect opens a WebSocket on a blocking socket, reads the upgrade's
+// answer and, if room is set, joins it and waits for joined.
+func rawConnect(ap netip.AddrPort, room string) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err != nil {
+		return -1, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = unix.Close(fd)
+		}
+	}()
+	if err := unix.Connect(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}); err != nil {
+		return -1, err
+	}
+	req := "GET /ws HTTP/1.1\r\nHost: " + ap.String() + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
+		"Sec-WebSocket-Protocol: roomcast.v1.json\r\n\r\n"
+	if err := writeAll(fd, []byte(req)); err != nil {
+		return -1, err
+	}
+	if err := readUntil(fd, []byte(`"hello"`)); err != nil {
+		return -1, fmt.Errorf("no hello: %w", err)
+	}
+	if room != "" {
+		var b bytes.Buffer
+		f := ws.NewTextFrame([]byte(`{"t":"join","room":"` + room + `","ref":1}`))
+		f = ws.MaskFrameInPlace(f)
+		if err := ws.WriteFrame(&b, f); err != nil {
+			return -1, err
+		}
+		if err := writeAll(fd, b.Bytes()); err != nil {
+			return -1, err
+		}
+		if err := readUntil(fd, []byte(`"joined"`)); err != nil {
+			return -1, fmt.Errorf("no joined: %w", err)
+		}
+	}
+	ok = true
+	return fd, nil
+}
+
+func writeAll(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		if err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// readUntil reads from fd until what was read contains want.
+func readUntil(fd int, want []byte) error {
+	var buf [4096]byte
+	got := 0
+	for !bytes.Contains(buf[:got], want) {
+		if got == len(buf) {
+			return fmt.Errorf("%q not in %q", want, buf[:got])
+		}
+		n, err := unix.Read(fd, buf[got:])
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("closed before %q: %q", want, buf[:got])
+		}
+		got += n
+	}
+	return nil
+}

@@ -1,0 +1,46 @@
+package relay
+
+import "github.com/roomcast/roomcast/shard"
+
+// roomSet is the memberships of one session, in join order. A slice, not a
+// map: most connections are in one room or a few (at most max_rooms), and a
+// map costs about 250 bytes even for one entry. The room's own name string
+// is the key, so a membership keeps no copy of it. Owned by the session's
+// loop.
+type roomSet []*shard.Membership
+
+// get returns the membership of room name, or nil.
+func (rs roomSet) get(name string) *shard.Membership {
+	for _, ms := range rs {
+		if ms.Room().Name() == name {
+			return ms
+		}
+	}
+	return nil
+}
+
+// add records a new membership (of a room not in the set).
+func (rs *roomSet) add(ms *shard.Membership) {
+	if *rs == nil {
+		*rs = make(roomSet, 0, 1)
+	}
+	*rs = append(*rs, ms)
+}
+
+// remove drops the membership of room name, if any, and returns it. The
+// order of the others may change.
+func (rs *roomSet) remove(name string) *shard.Membership {
+	s := *rs
+	for i, ms := range s {
+		if ms.Room().Name() == name {
+			last := len(s) - 1
+			s[i], s[last] = s[last], nil
+			*rs = s[:last]
+			if last == 0 {
+				*rs = nil // an idle connection keeps no backing array
+			}
+			return ms
+		}
+	}
+	return nil
+}
