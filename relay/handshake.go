@@ -236,25 +236,21 @@ func (s *session) upgradeWS(req []byte) bool {
 	_, err := u.up.Upgrade(u)
 	if err != nil {
 		s.srv.metrics.handshakeFail(u.failReason()) // counted before the client can see the answer
-	} else {
-		u.out.Write(s.helloFrame(u.id, u.format)) // one write, one segment: the 101 and hello
-	}
-	s.write(u.out.Bytes())
-	if err == nil {
-		s.ip, s.ipCounted = u.ip, u.ipCounted
-	} else if u.ipCounted {
-		s.srv.ips.release(u.ip)
-	}
-	if s.state != stateHTTP { // the write failed and gnet closed the connection
+		s.write(u.out.Bytes())
+		if u.ipCounted {
+			s.srv.ips.release(u.ip)
+		}
+		if s.state == stateHTTP { // else the write failed and gnet closed the connection
+			s.abort()
+		}
 		return false
 	}
-	if err != nil {
-		s.abort()
-		return false
-	}
+	s.ip, s.ipCounted = u.ip, u.ipCounted
 	s.compressed = u.compressed()
-	s.open(u.id, u.format)
-	return true
+	s.open(u.id, u.format) // counted before the client can read its hello
+	u.out.Write(s.helloFrame(u.id, u.format)) // one write, one segment: the 101 and hello
+	s.write(u.out.Bytes())
+	return s.state == stateOpen // else the write failed and gnet closed the connection
 }
 
 // helloFrame is the hello of a new WebSocket session, valid until the loop
