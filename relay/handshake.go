@@ -247,7 +247,7 @@ func (s *session) upgradeWS(req []byte) bool {
 	}
 	s.ip, s.ipCounted = u.ip, u.ipCounted
 	s.compressed = u.compressed()
-	s.open(u.id, u.format) // counted before the client can read its hello
+	s.open(u.id, u.format)                    // counted before the client can read its hello
 	u.out.Write(s.helloFrame(u.id, u.format)) // one write, one segment: the 101 and hello
 	s.write(u.out.Bytes())
 	return s.state == stateOpen // else the write failed and gnet closed the connection
