@@ -43,9 +43,9 @@ func TestMemoryPerIdleConnection(t *testing.T) {
 	}
 	srv := startRelay(t, func(c *relay.Config) { c.MaxConns = n + 100 })
 	ap := netip.MustParseAddrPort(srv.Addr())
-	base := heapInUse()
+	fds := make([]int, 0, n) // before base: the test's own slice is not the relay's
+	base, baseLive := heapInUse()
 	g0 := runtime.NumGoroutine()
-	fds := make([]int, 0, n)
 	t.Cleanup(func() {
 		for _, fd := range fds {
 			_ = unix.Close(fd)
@@ -62,10 +62,10 @@ func TestMemoryPerIdleConnection(t *testing.T) {
 		}
 		fds = append(fds, fd)
 	}
-	held := heapInUse()
+	held, heldLive := heapInUse()
 	per := float64(held-base) / float64(n)
-	t.Logf("%d idle connections (rooms %d): heap in use %d -> %d B, %.0f B per connection; goroutines %d -> %d",
-		n, rooms, base, held, per, g0, runtime.NumGoroutine())
+	t.Logf("%d idle connections (rooms %d): heap in use %d -> %d B, %.0f B per connection (live objects %.0f B); goroutines %d -> %d",
+		n, rooms, base, held, per, float64(heldLive-baseLive)/float64(n), g0, runtime.NumGoroutine())
 	if f := os.Getenv("ROOMCAST_MEM_PROFILE"); f != "" {
 		w, err := os.Create(f)
 		if err != nil {
@@ -81,13 +81,15 @@ func TestMemoryPerIdleConnection(t *testing.T) {
 	}
 }
 
-// heapInUse returns the bytes of live heap spans after two collections.
-func heapInUse() uint64 {
+// heapInUse returns the bytes of live heap spans after two collections,
+// and of the live objects in them (the difference is free space in spans
+// that hold live objects).
+func heapInUse() (spans, live uint64) {
 	var m runtime.MemStats
 	runtime.GC()
 	runtime.GC()
 	runtime.ReadMemStats(&m)
-	return m.HeapInuse
+	return m.HeapInuse, m.HeapAlloc
 }
 
 // rawConnect opens a WebSocket on a blocking socket, reads the upgrade's

@@ -6,7 +6,6 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
-	"github.com/roomcast/roomcast/ratelimit"
 	"github.com/roomcast/roomcast/relay/proto"
 )
 
@@ -22,9 +21,10 @@ const (
 // session is one connection. It is created in OnOpen and lives on the event
 // loop that owns the connection; every field is owned by that loop.
 //
-// One is kept per connection, so it is laid out to fit 160 bytes (see
+// One is kept per connection, so it is laid out to fit 144 bytes (see
 // TestSessionSize and BENCHMARKS.md, memory per connection): times are
-// stamps, not time.Time; what only some connections need is in cold.
+// stamps, not time.Time (the join allowance too); what only some
+// connections need is in cold.
 type session struct {
 	// Set in OnOpen, then read-only.
 	srv  *Server
@@ -36,10 +36,10 @@ type session struct {
 	ip netip.Addr
 
 	// Owned by the event loop.
-	rooms    roomSet          // session_rooms.go
-	joins    ratelimit.Bucket // joins of this connection
-	cold     *sessionCold     // made when first needed (sessionCold)
-	lastRecv stamp            // any bytes received
+	rooms    roomSet      // session_rooms.go
+	joins    stampBucket  // joins (and refreshes) of this connection (session_clock.go)
+	cold     *sessionCold // made when first needed (sessionCold)
+	lastRecv stamp        // any bytes received
 	// since is when the state began or last did its timed work: accepted
 	// (stateHTTP, for the handshake timeout), the last ping sent (stateOpen;
 	// the accept time until the first), the close or its linger begun
