@@ -21,7 +21,7 @@ const (
 // session is one connection. It is created in OnOpen and lives on the event
 // loop that owns the connection; every field is owned by that loop.
 //
-// One is kept per connection, so it is laid out to fit 144 bytes (see
+// One is kept per connection, so it is laid out to fit 160 bytes (see
 // TestSessionSize and BENCHMARKS.md, memory per connection): times are
 // stamps, not time.Time (the join allowance too); what only some
 // connections need is in cold.
@@ -47,6 +47,7 @@ type session struct {
 	since   stamp
 	unread  int32 // bytes gnet still holds from the last OnTraffic (at most a frame)
 	strikes int32 // rate_limited answers in a row
+	slot    int32 // index in loop.sessions (session_set.go)
 
 	format     proto.Format // set by the upgrade
 	ipCounted  bool         // counted by Server.ips; released in OnClose
@@ -96,7 +97,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	now := stampOf(time.Now())
 	ss := &session{srv: s, loop: l, conn: c, lastRecv: now, since: now}
 	c.SetContext(ss)
-	l.sessions[ss] = struct{}{}
+	l.sessions.add(ss)
 	l.conns.Add(1)
 	s.conns.Add(1)
 	s.metrics.accepted.Inc()
@@ -132,7 +133,7 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	if ss.ipCounted {
 		s.ips.release(ss.ip)
 	}
-	delete(ss.loop.sessions, ss)
+	ss.loop.sessions.remove(ss)
 	ss.loop.conns.Add(-1)
 	s.conns.Add(-1)
 	return gnet.None
