@@ -7,6 +7,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/roomcast/roomcast/relay/proto"
+	"github.com/roomcast/roomcast/shard"
 )
 
 type sessionState uint8
@@ -36,10 +37,11 @@ type session struct {
 	ip netip.Addr
 
 	// Owned by the event loop.
-	rooms    roomSet      // session_rooms.go
-	joins    stampBucket  // joins (and refreshes) of this connection (session_clock.go)
-	cold     *sessionCold // made when first needed (sessionCold)
-	lastRecv stamp        // any bytes received
+	rooms    roomSet              // session_rooms.go
+	room1    [1]*shard.Membership // backs rooms while it holds one room (addRoom)
+	joins    stampBucket          // joins (and refreshes) of this connection (session_clock.go)
+	cold     *sessionCold         // made when first needed (sessionCold)
+	lastRecv stamp                // any bytes received
 	// since is when the state began or last did its timed work: accepted
 	// (stateHTTP, for the handshake timeout), the last ping sent (stateOpen;
 	// the accept time until the first), the close or its linger begun
