@@ -19,7 +19,9 @@ import (
 // TestMemoryPerIdleConnection measures the relay's heap per idle connection:
 // ROOMCAST_MEM=N opens N anonymous WebSocket connections (at most 9 000: the
 // client and the relay each hold a descriptor per connection), and
-// ROOMCAST_MEM_ROOMS=R joins each to one of R rooms. The clients are raw
+// ROOMCAST_MEM_ROOMS=R joins each to one of R rooms; ROOMCAST_MEM_USERS=1
+// makes each a distinct user with a token instead of an anonymous viewer
+// (the relay then also holds each token in its token cache). The clients are raw
 // blocking sockets, so they add nothing to the Go heap that is measured.
 // ROOMCAST_MEM_PROFILE=FILE writes a heap profile of the held state (read it
 // with go tool pprof -sample_index=inuse_space -top). The test fails when the
@@ -47,7 +49,14 @@ func TestMemoryPerIdleConnection(t *testing.T) {
 	// connecting, so what is measured, and how it is laid out in spans,
 	// is the relay's.
 	fds := make([]int, 0, n)
-	req := memUpgradeRequest(ap)
+	users := os.Getenv("ROOMCAST_MEM_USERS") == "1"
+	reqs := [][]byte{memUpgradeRequest(ap, "")}
+	if users {
+		reqs = make([][]byte, n)
+		for i := range reqs {
+			reqs[i] = memUpgradeRequest(ap, token(t, "u"+strconv.Itoa(i), "User "+strconv.Itoa(i), ""))
+		}
+	}
 	joins := make([][]byte, rooms)
 	for i := range joins {
 		joins[i] = joinFrame(fmt.Sprintf("mem-%d", i))
@@ -65,7 +74,7 @@ func TestMemoryPerIdleConnection(t *testing.T) {
 		if rooms > 0 {
 			join = joins[i%rooms]
 		}
-		fd, err := rawConnect(ap, req, join, &buf)
+		fd, err := rawConnect(ap, reqs[i%len(reqs)], join, &buf)
 		if err != nil {
 			t.Fatalf("connection %d: %v", i, err)
 		}
@@ -73,8 +82,8 @@ func TestMemoryPerIdleConnection(t *testing.T) {
 	}
 	held, heldLive := heapInUse()
 	per := float64(held-base) / float64(n)
-	t.Logf("%d idle connections (rooms %d): heap in use %d -> %d B, %.0f B per connection (live objects %.0f B); goroutines %d -> %d",
-		n, rooms, base, held, per, float64(heldLive-baseLive)/float64(n), g0, runtime.NumGoroutine())
+	t.Logf("%d idle connections (rooms %d, users %v): heap in use %d -> %d B, %.0f B per connection (live objects %.0f B); goroutines %d -> %d",
+		n, rooms, users, base, held, per, float64(heldLive-baseLive)/float64(n), g0, runtime.NumGoroutine())
 	if f := os.Getenv("ROOMCAST_MEM_PROFILE"); f != "" {
 		w, err := os.Create(f)
 		if err != nil {
@@ -101,9 +110,14 @@ func heapInUse() (spans, live uint64) {
 	return m.HeapInuse, m.HeapAlloc
 }
 
-// memUpgradeRequest is the WebSocket upgrade rawConnect sends.
-func memUpgradeRequest(ap netip.AddrPort) []byte {
-	return []byte("GET /ws HTTP/1.1\r\nHost: " + ap.String() + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+// memUpgradeRequest is the WebSocket upgrade rawConnect sends, with the
+// token if not "".
+func memUpgradeRequest(ap netip.AddrPort, tok string) []byte {
+	auth := ""
+	if tok != "" {
+		auth = "Authorization: Bearer " + tok + "\r\n"
+	}
+	return []byte("GET /ws HTTP/1.1\r\nHost: " + ap.String() + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" + auth +
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
 		"Sec-WebSocket-Protocol: roomcast.v1.json\r\n\r\n")
 }

@@ -32,7 +32,7 @@ type tokenCache struct {
 
 type tokenEntry struct {
 	tok        string
-	id         *identity // never handed out: get returns a copy, sharing its grant
+	id         identity // held by value (no allocation of its own); get returns a copy, sharing its grant
 	prev, next int32
 }
 
@@ -59,7 +59,7 @@ func (c *tokenCache) get(tok string, now time.Time) *identity {
 	}
 	c.unlink(i)
 	c.pushFront(i)
-	id := *e.id
+	id := e.id
 	return &id
 }
 
@@ -69,17 +69,16 @@ func (c *tokenCache) put(tok string, id *identity) {
 	if len(tok) > tokenCacheMax {
 		return
 	}
-	cp := *id
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if i, ok := c.idx[tok]; ok {
-		c.ent[i].id = &cp
+		c.ent[i].id = *id
 		c.unlink(i)
 		c.pushFront(i)
 		return
 	}
 	i := c.slot()
-	c.ent[i] = tokenEntry{tok: tok, id: &cp}
+	c.ent[i] = tokenEntry{tok: tok, id: *id}
 	c.idx[tok] = i
 	c.pushFront(i)
 }
