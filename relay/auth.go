@@ -5,6 +5,7 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -26,19 +27,35 @@ const tokenLeeway = 30 * time.Second
 // identity is who a connection is. Set by the upgrade; a refresh replaces
 // it with a new one on the session's loop (never changing user or anon).
 // Read-only once made.
+//
+// Every connection holds one, so it is kept small (24 bytes, see
+// TestIdentitySize): only the user id is its own; what the token grants is
+// behind one pointer, shared by every identity made from the same token
+// (the token cache hands out copies that share it) and by all anonymous
+// viewers.
 type identity struct {
-	user   string
+	user string
+	*grant
+}
+
+// grant is what a token grants: immutable once made, shared by every
+// identity of that token. Never change a field of a grant that was handed
+// out; make a new one.
+type grant struct {
 	name   string
 	role   string
+	badges []string // copied into the user's messages
+	rooms  []string // patterns of rooms the user may join; nil means all
+	exp    int64    // the token's expiry, in Unix nanoseconds; zero means none
 	anon   bool
-	badges []string  // copied into the user's messages
-	rooms  []string  // patterns of rooms the user may join; nil means all
-	exp    time.Time // the token's expiry; zero means none
 }
+
+// anonGrant is the grant of every anonymous viewer.
+var anonGrant = &grant{role: roleViewer, anon: true}
 
 // expired reports whether the identity's token has expired at now.
 func (id *identity) expired(now time.Time) bool {
-	return !id.exp.IsZero() && !now.Before(id.exp)
+	return id.exp != 0 && now.UnixNano() >= id.exp
 }
 
 // claims are the JWT claims roomcast reads.
@@ -116,7 +133,7 @@ func (a *authenticator) identify(token string) (*identity, error) {
 		if a.cfg.NoAnonymous {
 			return nil, errNoToken
 		}
-		return &identity{role: roleViewer, anon: true}, nil
+		return &identity{grant: anonGrant}, nil
 	}
 	if len(a.secret) == 0 && a.rsa == nil && a.ed == nil {
 		return nil, errNoVerifier
@@ -151,9 +168,18 @@ func (a *authenticator) verify(token string) (*identity, error) {
 	default:
 		return nil, fmt.Errorf("invalid token: unknown role %q", c.Role)
 	}
-	id := &identity{user: c.Subject, name: c.Name, role: c.Role, badges: c.Badges, rooms: c.Rooms}
+	g := &grant{name: c.Name, role: c.Role, badges: c.Badges, rooms: c.Rooms}
 	if c.ExpiresAt != nil {
-		id.exp = c.ExpiresAt.Time
+		g.exp = expNanos(c.ExpiresAt.Time)
 	}
-	return id, nil
+	return &identity{user: c.Subject, grant: g}, nil
+}
+
+// expNanos returns an expiry (after now: verify refused the others) in Unix
+// nanoseconds; one past 2262, where those overflow, is kept as never.
+func expNanos(t time.Time) int64 {
+	if t.Unix() >= math.MaxInt64/int64(time.Second) {
+		return math.MaxInt64
+	}
+	return t.UnixNano()
 }

@@ -30,8 +30,8 @@ type loop struct {
 	queued            atomic.Int64 // outbound bytes queued, summed each tick
 	_                 [24]byte
 
-	sessions map[*session]struct{} // every open connection of the loop
-	now      time.Time             // refreshed by each tick; coarse clock for idle checks
+	sessions sessionSet // every open connection of the loop (session_set.go)
+	now      time.Time  // refreshed by each tick; coarse clock for idle checks
 	dec      *proto.Decoder
 	enc      *proto.Encoder
 	cmd      proto.Command
@@ -41,7 +41,7 @@ type loop struct {
 }
 
 func newLoop(s *Server, el gnet.EventLoop, idx int) *loop {
-	l := &loop{srv: s, el: el, idx: idx, sessions: map[*session]struct{}{}, now: time.Now(),
+	l := &loop{srv: s, el: el, idx: idx, now: time.Now(),
 		dec: proto.NewDecoder(), enc: proto.NewEncoder()}
 	l.up.init(l)
 	return l
@@ -64,10 +64,10 @@ func (t tickTask) Run(context.Context) error {
 	l := t.l
 	l.now = t.now
 	var queued int64
-	for s := range l.sessions {
+	l.sessions.each(func(s *session) {
 		queued += int64(s.conn.OutboundBuffered())
 		s.tick(t.now)
-	}
+	})
 	l.queued.Store(queued)
 	return nil
 }
@@ -104,9 +104,7 @@ func (s *session) tick(now time.Time) {
 type drainTask struct{ l *loop }
 
 func (t drainTask) Run(context.Context) error {
-	for s := range t.l.sessions {
-		s.drain()
-	}
+	t.l.sessions.each((*session).drain)
 	return nil
 }
 

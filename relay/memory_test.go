@@ -19,7 +19,9 @@ import (
 // TestMemoryPerIdleConnection measures the relay's heap per idle connection:
 // ROOMCAST_MEM=N opens N anonymous WebSocket connections (at most 9 000: the
 // client and the relay each hold a descriptor per connection), and
-// ROOMCAST_MEM_ROOMS=R joins each to one of R rooms. The clients are raw
+// ROOMCAST_MEM_ROOMS=R joins each to one of R rooms; ROOMCAST_MEM_USERS=1
+// makes each a distinct user with a token instead of an anonymous viewer
+// (the relay then also holds each token in its token cache). The clients are raw
 // blocking sockets, so they add nothing to the Go heap that is measured.
 // ROOMCAST_MEM_PROFILE=FILE writes a heap profile of the held state (read it
 // with go tool pprof -sample_index=inuse_space -top). The test fails when the
@@ -43,29 +45,45 @@ func TestMemoryPerIdleConnection(t *testing.T) {
 	}
 	srv := startRelay(t, func(c *relay.Config) { c.MaxConns = n + 100 })
 	ap := netip.MustParseAddrPort(srv.Addr())
-	base := heapInUse()
-	g0 := runtime.NumGoroutine()
+	// The test's own memory is made before base and makes no garbage while
+	// connecting, so what is measured, and how it is laid out in spans,
+	// is the relay's.
 	fds := make([]int, 0, n)
+	users := os.Getenv("ROOMCAST_MEM_USERS") == "1"
+	reqs := [][]byte{memUpgradeRequest(ap, "")}
+	if users {
+		reqs = make([][]byte, n)
+		for i := range reqs {
+			reqs[i] = memUpgradeRequest(ap, token(t, "u"+strconv.Itoa(i), "User "+strconv.Itoa(i), ""))
+		}
+	}
+	joins := make([][]byte, rooms)
+	for i := range joins {
+		joins[i] = joinFrame(fmt.Sprintf("mem-%d", i))
+	}
+	var buf [4096]byte
+	base, baseLive := heapInUse()
+	g0 := runtime.NumGoroutine()
 	t.Cleanup(func() {
 		for _, fd := range fds {
 			_ = unix.Close(fd)
 		}
 	})
 	for i := range n {
-		room := ""
+		var join []byte
 		if rooms > 0 {
-			room = fmt.Sprintf("mem-%d", i%rooms)
+			join = joins[i%rooms]
 		}
-		fd, err := rawConnect(ap, room)
+		fd, err := rawConnect(ap, reqs[i%len(reqs)], join, &buf)
 		if err != nil {
 			t.Fatalf("connection %d: %v", i, err)
 		}
 		fds = append(fds, fd)
 	}
-	held := heapInUse()
+	held, heldLive := heapInUse()
 	per := float64(held-base) / float64(n)
-	t.Logf("%d idle connections (rooms %d): heap in use %d -> %d B, %.0f B per connection; goroutines %d -> %d",
-		n, rooms, base, held, per, g0, runtime.NumGoroutine())
+	t.Logf("%d idle connections (rooms %d, users %v): heap in use %d -> %d B, %.0f B per connection (live objects %.0f B); goroutines %d -> %d",
+		n, rooms, users, base, held, per, float64(heldLive-baseLive)/float64(n), g0, runtime.NumGoroutine())
 	if f := os.Getenv("ROOMCAST_MEM_PROFILE"); f != "" {
 		w, err := os.Create(f)
 		if err != nil {
@@ -81,18 +99,44 @@ func TestMemoryPerIdleConnection(t *testing.T) {
 	}
 }
 
-// heapInUse returns the bytes of live heap spans after two collections.
-func heapInUse() uint64 {
+// heapInUse returns the bytes of live heap spans after two collections,
+// and of the live objects in them (the difference is free space in spans
+// that hold live objects).
+func heapInUse() (spans, live uint64) {
 	var m runtime.MemStats
 	runtime.GC()
 	runtime.GC()
 	runtime.ReadMemStats(&m)
-	return m.HeapInuse
+	return m.HeapInuse, m.HeapAlloc
 }
 
-// rawConnect opens a WebSocket on a blocking socket, reads the upgrade's
-// answer and, if room is set, joins it and waits for joined.
-func rawConnect(ap netip.AddrPort, room string) (int, error) {
+// memUpgradeRequest is the WebSocket upgrade rawConnect sends, with the
+// token if not "".
+func memUpgradeRequest(ap netip.AddrPort, tok string) []byte {
+	auth := ""
+	if tok != "" {
+		auth = "Authorization: Bearer " + tok + "\r\n"
+	}
+	return []byte("GET /ws HTTP/1.1\r\nHost: " + ap.String() + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" + auth +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
+		"Sec-WebSocket-Protocol: roomcast.v1.json\r\n\r\n")
+}
+
+// joinFrame is a masked text frame joining room.
+func joinFrame(room string) []byte {
+	var b bytes.Buffer
+	f := ws.MaskFrameInPlace(ws.NewTextFrame([]byte(`{"t":"join","room":"` + room + `","ref":1}`)))
+	if err := ws.WriteFrame(&b, f); err != nil {
+		panic(err) // writing to a bytes.Buffer does not fail
+	}
+	return b.Bytes()
+}
+
+// rawConnect opens a WebSocket on a blocking socket, sending req (see
+// memUpgradeRequest) and reading the answer into buf, then, if join is set
+// (see joinFrame), joins and waits for joined. It allocates nothing on
+// success.
+func rawConnect(ap netip.AddrPort, req, join []byte, buf *[4096]byte) (int, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 	if err != nil {
 		return -1, err
@@ -106,26 +150,17 @@ func rawConnect(ap netip.AddrPort, room string) (int, error) {
 	if err := unix.Connect(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}); err != nil {
 		return -1, err
 	}
-	req := "GET /ws HTTP/1.1\r\nHost: " + ap.String() + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
-		"Sec-WebSocket-Protocol: roomcast.v1.json\r\n\r\n"
-	if err := writeAll(fd, []byte(req)); err != nil {
+	if err := writeAll(fd, req); err != nil {
 		return -1, err
 	}
-	if err := readUntil(fd, []byte(`"hello"`)); err != nil {
+	if err := readUntil(fd, []byte(`"hello"`), buf); err != nil {
 		return -1, fmt.Errorf("no hello: %w", err)
 	}
-	if room != "" {
-		var b bytes.Buffer
-		f := ws.NewTextFrame([]byte(`{"t":"join","room":"` + room + `","ref":1}`))
-		f = ws.MaskFrameInPlace(f)
-		if err := ws.WriteFrame(&b, f); err != nil {
+	if join != nil {
+		if err := writeAll(fd, join); err != nil {
 			return -1, err
 		}
-		if err := writeAll(fd, b.Bytes()); err != nil {
-			return -1, err
-		}
-		if err := readUntil(fd, []byte(`"joined"`)); err != nil {
+		if err := readUntil(fd, []byte(`"joined"`), buf); err != nil {
 			return -1, fmt.Errorf("no joined: %w", err)
 		}
 	}
@@ -144,9 +179,8 @@ func writeAll(fd int, b []byte) error {
 	return nil
 }
 
-// readUntil reads from fd until what was read contains want.
-func readUntil(fd int, want []byte) error {
-	var buf [4096]byte
+// readUntil reads from fd into buf until what was read contains want.
+func readUntil(fd int, want []byte, buf *[4096]byte) error {
 	got := 0
 	for !bytes.Contains(buf[:got], want) {
 		if got == len(buf) {

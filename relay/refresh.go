@@ -35,7 +35,11 @@ func (s *session) refresh(c *proto.Command) {
 		s.fail(c.Ref, proto.CodeBadToken, "the token names another user", "")
 		return
 	}
-	id.name = s.id.name // members lists and messages keep the name of the upgrade
+	if id.name != s.id.name { // members lists and messages keep the name of the upgrade
+		g := *id.grant // the token's grant is shared: change a copy
+		g.name = s.id.name
+		id.grant = &g
+	}
 	s.id = id
 	for i := len(s.rooms) - 1; i >= 0; i-- { // remove moves the last one here
 		ms := s.rooms[i]

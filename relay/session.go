@@ -6,8 +6,8 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
-	"github.com/roomcast/roomcast/ratelimit"
 	"github.com/roomcast/roomcast/relay/proto"
+	"github.com/roomcast/roomcast/shard"
 )
 
 type sessionState uint8
@@ -24,7 +24,8 @@ const (
 //
 // One is kept per connection, so it is laid out to fit 160 bytes (see
 // TestSessionSize and BENCHMARKS.md, memory per connection): times are
-// stamps, not time.Time; what only some connections need is in cold.
+// stamps, not time.Time (the join allowance too); what only some
+// connections need is in cold.
 type session struct {
 	// Set in OnOpen, then read-only.
 	srv  *Server
@@ -36,10 +37,11 @@ type session struct {
 	ip netip.Addr
 
 	// Owned by the event loop.
-	rooms    roomSet          // session_rooms.go
-	joins    ratelimit.Bucket // joins of this connection
-	cold     *sessionCold     // made when first needed (sessionCold)
-	lastRecv stamp            // any bytes received
+	rooms    roomSet              // session_rooms.go
+	room1    [1]*shard.Membership // backs rooms while it holds one room (addRoom)
+	joins    stampBucket          // joins (and refreshes) of this connection (session_clock.go)
+	cold     *sessionCold         // made when first needed (sessionCold)
+	lastRecv stamp                // any bytes received
 	// since is when the state began or last did its timed work: accepted
 	// (stateHTTP, for the handshake timeout), the last ping sent (stateOpen;
 	// the accept time until the first), the close or its linger begun
@@ -47,6 +49,7 @@ type session struct {
 	since   stamp
 	unread  int32 // bytes gnet still holds from the last OnTraffic (at most a frame)
 	strikes int32 // rate_limited answers in a row
+	slot    int32 // index in loop.sessions (session_set.go)
 
 	format     proto.Format // set by the upgrade
 	ipCounted  bool         // counted by Server.ips; released in OnClose
@@ -96,7 +99,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	now := stampOf(time.Now())
 	ss := &session{srv: s, loop: l, conn: c, lastRecv: now, since: now}
 	c.SetContext(ss)
-	l.sessions[ss] = struct{}{}
+	l.sessions.add(ss)
 	l.conns.Add(1)
 	s.conns.Add(1)
 	s.metrics.accepted.Inc()
@@ -132,7 +135,7 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	if ss.ipCounted {
 		s.ips.release(ss.ip)
 	}
-	delete(ss.loop.sessions, ss)
+	ss.loop.sessions.remove(ss)
 	ss.loop.conns.Add(-1)
 	s.conns.Add(-1)
 	return gnet.None

@@ -19,16 +19,26 @@ func (rs roomSet) get(name string) *shard.Membership {
 	return nil
 }
 
-// add records a new membership (of a room not in the set).
-func (rs *roomSet) add(ms *shard.Membership) {
-	if *rs == nil {
-		*rs = make(roomSet, 0, 1)
+// addRoom records a new membership (of a room not in the set). The first
+// room of a connection with none takes the session's own slot (room1), so
+// a connection in one room holds no backing array; a second moves the set
+// to the heap, and room1 is cleared so that it keeps no membership alive.
+func (s *session) addRoom(ms *shard.Membership) {
+	if len(s.rooms) == 0 {
+		s.room1[0] = ms
+		s.rooms = s.room1[:1:1]
+		return
 	}
-	*rs = append(*rs, ms)
+	inline := &s.rooms[0] == &s.room1[0]
+	s.rooms = append(s.rooms, ms)
+	if inline {
+		s.room1[0] = nil
+	}
 }
 
 // remove drops the membership of room name, if any, and returns it. The
-// order of the others may change.
+// order of the others may change. The slot it leaves is cleared (room1
+// included).
 func (rs *roomSet) remove(name string) *shard.Membership {
 	s := *rs
 	for i, ms := range s {

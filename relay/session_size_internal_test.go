@@ -12,3 +12,11 @@ func TestSessionSize(t *testing.T) {
 		t.Errorf("session is %d bytes, want at most 160: move rarely used fields to sessionCold", n)
 	}
 }
+
+// TestIdentitySize keeps a connection's own part of its identity to the user
+// id and one pointer to the token's shared grant (auth.go).
+func TestIdentitySize(t *testing.T) {
+	if n := unsafe.Sizeof(identity{}); n > 24 {
+		t.Errorf("identity is %d bytes, want at most 24: put what the token grants in grant", n)
+	}
+}

@@ -19,8 +19,8 @@ func mintToken(t *testing.T, claims jwt.MapClaims) string {
 }
 
 // TestTokenCacheHitIsACopy: a cached identity handed out may be changed by
-// its connection (refresh keeps the upgrade's name) without touching the
-// next connection's.
+// its connection without touching the next connection's, and the copies
+// share the token's grant (memory per connection).
 func TestTokenCacheHitIsACopy(t *testing.T) {
 	a, err := newAuthenticator(&Config{JWTSecret: benchSecret})
 	if err != nil {
@@ -34,12 +34,12 @@ func TestTokenCacheHitIsACopy(t *testing.T) {
 	if a.cache.len() != 1 {
 		t.Fatalf("cache holds %d tokens, want 1", a.cache.len())
 	}
-	first.name = "changed"
+	first.user = "changed"
 	second, err := a.identify(tok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if second == first || second.name != "One" || second.user != "u1" || second.role != roleMod {
+	if second == first || second.grant != first.grant || second.name != "One" || second.user != "u1" || second.role != roleMod {
 		t.Fatalf("second identity %+v (same pointer %v)", second, second == first)
 	}
 }
@@ -63,7 +63,7 @@ func TestTokenCacheExpiry(t *testing.T) {
 			t.Fatal(err)
 		}
 		i := a.cache.idx[tok]
-		a.cache.ent[i].id.exp = time.Now().Add(-ago)
+		a.cache.ent[i].id.grant = &grant{role: roleUser, exp: time.Now().Add(-ago).UnixNano()}
 		if id := a.cache.get(tok, time.Now()); id != nil {
 			t.Fatalf("expired %v ago: cache answered %+v", ago, id)
 		}
@@ -95,7 +95,7 @@ func TestTokenCacheExpiry(t *testing.T) {
 // tokens, evicts the least recently used, and skips long tokens.
 func TestTokenCacheBounded(t *testing.T) {
 	c := newTokenCache()
-	id := &identity{user: "u", role: roleUser}
+	id := &identity{user: "u", grant: &grant{role: roleUser}}
 	now := time.Now()
 	for i := range tokenCacheSize + 100 {
 		c.put("tok"+strconv.Itoa(i), id)

@@ -5,10 +5,10 @@ import (
 	"unsafe"
 )
 
-// TestMembershipSize keeps a member's entry in the 80-byte size class: every
+// TestMembershipSize keeps a member's entry in the 64-byte size class: every
 // member of every room holds one (BENCHMARKS.md, memory per connection).
 func TestMembershipSize(t *testing.T) {
-	if n := unsafe.Sizeof(Membership{}); n > 80 {
-		t.Errorf("Membership is %d bytes, want at most 80", n)
+	if n := unsafe.Sizeof(Membership{}); n > 64 {
+		t.Errorf("Membership is %d bytes, want at most 64", n)
 	}
 }

@@ -56,14 +56,14 @@ func (f roomFeed) Remote(n int, members []proto.Member) {
 	}
 	told := false
 	for id := range r.remoteUsers {
-		if _, ok := next[id]; !ok && r.users[id] == nil {
+		if _, ok := next[id]; !ok && !r.hasUserLocked(id) {
 			r.remote = n
 			r.presenceLocked(nil, id)
 			told = true
 		}
 	}
 	for id, name := range next {
-		if _, ok := r.remoteUsers[id]; !ok && r.users[id] == nil {
+		if _, ok := r.remoteUsers[id]; !ok && !r.hasUserLocked(id) {
 			r.remote = n
 			r.presenceLocked(&proto.Member{ID: id, Name: name}, "")
 			told = true
@@ -87,7 +87,7 @@ func (r *Room) elsewhereLocked(id string) bool {
 // on this node.
 func (r *Room) appendRemoteLocked(out []proto.Member) []proto.Member {
 	for id, name := range r.remoteUsers {
-		if r.users[id] == nil {
+		if !r.hasUserLocked(id) {
 			out = append(out, proto.Member{ID: id, Name: name})
 		}
 	}

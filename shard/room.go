@@ -53,7 +53,7 @@ type Room struct {
 	anon       int                   // of which anonymous viewers
 	fmtCount   [proto.NumFormats]int // of which use each format
 	zCount     [proto.NumFormats]int // of which negotiated compression, by format (never SSE)
-	users      map[string]*user
+	users      map[string]user       // local users by id (not anonymous viewers); an entry while conns > 0
 	emptySince time.Time
 	countDirty bool // a count change awaits the periodic presence
 	mod        moderation
@@ -75,9 +75,18 @@ type Room struct {
 	remoteUsers map[string]string // users other nodes list, by id: their names; guarded by mu (Bus; remote_members.go)
 }
 
+// user is a room's entry for a user with connections on this node. Held in
+// the map by value: no allocation of its own per user and member.
 type user struct {
-	name  string
+	name  string // the identity's string, not a copy
 	conns int
+}
+
+// hasUserLocked reports whether the user has connections in the room on
+// this node.
+func (r *Room) hasUserLocked(id string) bool {
+	_, ok := r.users[id]
+	return ok
 }
 
 // entry is one sequenced message, kept as its msgpack payload only: the
@@ -126,28 +135,27 @@ type loopRoom struct {
 // Membership is one connection's place in a room. It is created and ended on
 // the member's event loop.
 //
-// Its fields are ordered so that it takes 80 bytes, not 96: one is kept per
-// member, idle or not (see BENCHMARKS.md, memory per connection).
+// It takes 64 bytes (TestMembershipSize): one is kept per member, idle or
+// not (see BENCHMARKS.md, memory per connection). Its room is lr.room.
 type Membership struct {
-	room     *Room
 	lr       *loopRoom
 	m        Member
 	user     string
-	idx      int    // position in lr.members; owned by the loop
 	joinDisp uint64 // skip messages with evn <= this; owned by the loop
 	joinPres uint64 // skip presence with evn <= this; owned by the loop
+	idx      int32  // position in lr.members; owned by the loop
 	format   proto.Format
 	wire     uint8 // the flight's frames it reads: its format, compressed or not
 	anon     bool
 }
 
 // Room returns the room of the membership.
-func (ms *Membership) Room() *Room { return ms.room }
+func (ms *Membership) Room() *Room { return ms.lr.room }
 
 func newRoom(h *Hub, name string) *Room {
 	p := h.cfg.Policy(proto.Namespace(name))
 	r := &Room{hub: h, name: name, epoch: h.cfg.Epoch(), policy: p, histCap: p.history(), listMax: p.memberListMax(),
-		users: map[string]*user{}, emptySince: h.cfg.Now(), loops: make([]loopRoom, h.cfg.Loops), slow: p.SlowMode,
+		users: map[string]user{}, emptySince: h.cfg.Now(), loops: make([]loopRoom, h.cfg.Loops), slow: p.SlowMode,
 		synced: h.cfg.Bus == nil}
 	for i := range r.loops {
 		r.loops[i].room, r.loops[i].idx = r, i
@@ -265,8 +273,8 @@ func (r *Room) join(req *JoinRequest) (*Membership, JoinResult, error) {
 	if lr.loop == nil {
 		lr.loop = req.Loop
 	}
-	ms := &Membership{room: r, lr: lr, m: req.Member, format: req.Format, wire: wireOf(req.Format, req.Compressed),
-		user: req.User, anon: req.Anon, idx: len(lr.members)}
+	ms := &Membership{lr: lr, m: req.Member, format: req.Format, wire: wireOf(req.Format, req.Compressed),
+		user: req.User, anon: req.Anon, idx: int32(len(lr.members))}
 	if ms.wire != uint8(ms.format) {
 		r.zCount[ms.format]++
 	}
@@ -282,13 +290,13 @@ func (r *Room) join(req *JoinRequest) (*Membership, JoinResult, error) {
 	}
 	newUser := false
 	if !req.Anon {
-		u := r.users[req.User]
-		if u == nil {
-			u = &user{name: req.Name}
-			r.users[req.User] = u
+		u, ok := r.users[req.User]
+		if !ok {
+			u = user{name: req.Name}
 			newUser = true
 		}
 		u.conns++
+		r.users[req.User] = u
 	}
 	if newUser && !r.elsewhereLocked(req.User) {
 		r.presenceLocked(&proto.Member{ID: req.User, Name: req.Name}, "")
@@ -321,7 +329,7 @@ func (r *Room) admitLocked(req *JoinRequest) error {
 // message may come both in this history and in a batch, and none is lost.
 // Call it on the member's loop.
 func (ms *Membership) Rejoin(req *JoinRequest) JoinResult {
-	r := ms.room
+	r := ms.lr.room
 	r.mu.Lock()
 	res := r.resultLocked(req)
 	r.mu.Unlock()
@@ -428,7 +436,7 @@ func (r *Room) at(i int) *entry {
 
 // Leave removes the member from its room. Call it on the member's loop.
 func (ms *Membership) Leave() {
-	r, lr := ms.room, ms.lr
+	r, lr := ms.lr.room, ms.lr
 	last := lr.members[len(lr.members)-1]
 	lr.members[ms.idx] = last
 	last.idx = ms.idx
@@ -447,8 +455,10 @@ func (ms *Membership) Leave() {
 		r.zCount[ms.format]--
 	}
 	gone := ""
-	if u := r.users[ms.user]; !ms.anon && u != nil {
-		if u.conns--; u.conns == 0 {
+	if u, ok := r.users[ms.user]; !ms.anon && ok {
+		if u.conns--; u.conns > 0 {
+			r.users[ms.user] = u
+		} else {
 			delete(r.users, ms.user)
 			if !r.elsewhereLocked(ms.user) {
 				gone = ms.user
