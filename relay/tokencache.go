@@ -1,43 +1,55 @@
 package relay
 
 import (
+	"crypto/sha256"
 	"sync"
 	"time"
 )
 
 // Verified tokens are remembered so that a reconnect storm, which presents
 // the same tokens again, skips the JWT parse and signature check (about
-// 50 allocations and 10 µs each). The cache is keyed by the whole token
-// string, so a hit is a token byte for byte equal to one that passed with
-// the same keys: only the time-dependent claims can change their verdict,
+// 50 allocations and 10 µs each). The cache is keyed by the SHA-256 of the
+// whole token (its first 16 bytes: finding another token with the key of a
+// cached one is a 2^128 second preimage), so a hit is a token byte for byte
+// equal to one that passed with the same keys, and an entry holds 16 bytes
+// of key rather than the token (a few hundred bytes per user): only the time-dependent claims can change their verdict,
 // and of those nbf and iat only ever turn from failing to passing, while
 // exp is checked on every hit (an expired entry is dropped and the token
 // parsed again, so its error is the parser's). Failed tokens are never
 // cached.
 const (
 	tokenCacheSize = 16384 // entries; a storm of this many distinct users hits
-	tokenCacheMax  = 1024  // bytes; longer tokens are not cached (memory ≤ 16 MiB of keys)
+	tokenCacheMax  = 4096  // bytes; longer tokens are not cached (not worth hashing)
 )
 
 // tokenCache is a bounded LRU of verified tokens. Any loop calls get and
 // put (the upgrade, /sse admission and refresh); mu guards everything.
 type tokenCache struct {
 	mu   sync.Mutex
-	idx  map[string]int32 // token -> slot in ent
-	ent  []tokenEntry     // grows to tokenCacheSize, then slots are reused
-	free []int32          // slots of dropped (expired) entries
-	head int32            // most recently used; -1 when empty
-	tail int32            // least recently used; -1 when empty
+	idx  map[tokenKey]int32 // token's key -> slot in ent
+	ent  []tokenEntry       // grows to tokenCacheSize, then slots are reused
+	free []int32            // slots of dropped (expired) entries
+	head int32              // most recently used; -1 when empty
+	tail int32              // least recently used; -1 when empty
 }
 
 type tokenEntry struct {
-	tok        string
+	key        tokenKey
 	id         identity // held by value (no allocation of its own); get returns a copy, sharing its grant
 	prev, next int32
 }
 
+// tokenKey identifies a token in the cache: the first half of its SHA-256.
+type tokenKey [16]byte
+
+func keyOf(tok string) (k tokenKey) {
+	sum := sha256.Sum256([]byte(tok))
+	copy(k[:], sum[:])
+	return k
+}
+
 func newTokenCache() *tokenCache {
-	return &tokenCache{idx: make(map[string]int32), head: -1, tail: -1}
+	return &tokenCache{idx: make(map[tokenKey]int32), head: -1, tail: -1}
 }
 
 // get returns a copy of the identity of a verified token, or nil if the
@@ -45,9 +57,13 @@ func newTokenCache() *tokenCache {
 // dropped). The copy is its own (24 bytes); its grant, immutable, is
 // shared with the cache and every other copy.
 func (c *tokenCache) get(tok string, now time.Time) *identity {
+	if len(tok) > tokenCacheMax {
+		return nil
+	}
+	key := keyOf(tok)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	i, ok := c.idx[tok]
+	i, ok := c.idx[key]
 	if !ok {
 		return nil
 	}
@@ -69,17 +85,18 @@ func (c *tokenCache) put(tok string, id *identity) {
 	if len(tok) > tokenCacheMax {
 		return
 	}
+	key := keyOf(tok)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if i, ok := c.idx[tok]; ok {
+	if i, ok := c.idx[key]; ok {
 		c.ent[i].id = *id
 		c.unlink(i)
 		c.pushFront(i)
 		return
 	}
 	i := c.slot()
-	c.ent[i] = tokenEntry{tok: tok, id: *id}
-	c.idx[tok] = i
+	c.ent[i] = tokenEntry{key: key, id: *id}
+	c.idx[key] = i
 	c.pushFront(i)
 }
 
@@ -97,13 +114,13 @@ func (c *tokenCache) slot() int32 {
 	}
 	i := c.tail
 	c.unlink(i)
-	delete(c.idx, c.ent[i].tok)
+	delete(c.idx, c.ent[i].key)
 	return i
 }
 
 // drop removes entry i (unlinked already).
 func (c *tokenCache) drop(i int32) {
-	delete(c.idx, c.ent[i].tok)
+	delete(c.idx, c.ent[i].key)
 	c.ent[i] = tokenEntry{}
 	c.free = append(c.free, i)
 }

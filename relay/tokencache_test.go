@@ -62,7 +62,7 @@ func TestTokenCacheExpiry(t *testing.T) {
 		if _, err := a.identify(tok); err != nil { // cached again
 			t.Fatal(err)
 		}
-		i := a.cache.idx[tok]
+		i := a.cache.idx[keyOf(tok)]
 		a.cache.ent[i].id.grant = &grant{role: roleUser, exp: time.Now().Add(-ago).UnixNano()}
 		if id := a.cache.get(tok, time.Now()); id != nil {
 			t.Fatalf("expired %v ago: cache answered %+v", ago, id)
@@ -124,12 +124,29 @@ func TestTokenCacheBounded(t *testing.T) {
 	// The list and the index agree.
 	n := 0
 	for i := c.head; i >= 0; i = c.ent[i].next {
-		if c.idx[c.ent[i].tok] != i {
-			t.Fatalf("slot %d: index says %d", i, c.idx[c.ent[i].tok])
+		if c.idx[c.ent[i].key] != i {
+			t.Fatalf("slot %d: index says %d", i, c.idx[c.ent[i].key])
 		}
 		n++
 	}
 	if n != c.len() {
 		t.Fatalf("list holds %d, index %d", n, c.len())
+	}
+}
+
+// A token that differs from a cached one in any byte is no hit: the key is
+// a hash of the whole token, not of a part (its signature, say).
+func TestTokenCacheWholeToken(t *testing.T) {
+	c := newTokenCache()
+	id := &identity{user: "u1", grant: &grant{role: roleUser}}
+	tok := "aaaa.bbbb.cccc"
+	c.put(tok, id)
+	if c.get(tok, time.Now()) == nil {
+		t.Fatal("cached token missed")
+	}
+	for _, other := range []string{"aaaa.bbbX.cccc", "Xaaa.bbbb.cccc", "aaaa.bbbb.cccX", "aaaa.bbbb.cccc "} {
+		if got := c.get(other, time.Now()); got != nil {
+			t.Fatalf("%q hit the entry of %q: %+v", other, tok, got)
+		}
 	}
 }
