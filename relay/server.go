@@ -149,8 +149,23 @@ func (s *Server) Start() error {
 	go s.tick()
 	s.events.start(s.quit, s.bg.Done)
 	s.cfg.Logger.Info("roomcast relay listening", "public", s.addr, "admin", cmp.Or(s.adminAddr, "admin API off"), "loops", s.cfg.Loops,
-		"max_conns", s.cfg.MaxConns, "backlog", listenBacklog(s.cfg.MaxConns))
+		"max_conns", s.cfg.MaxConns, "backlog", s.backlog(), "accept", acceptMode(s.reusePort))
 	return nil
+}
+
+// backlog is the listen backlog the relay sets (0: the system's).
+func (s *Server) backlog() int {
+	if s.reusePort {
+		return 0
+	}
+	return listenBacklog(s.cfg.MaxConns)
+}
+
+func acceptMode(reusePort bool) string {
+	if reusePort {
+		return "each loop (SO_REUSEPORT)"
+	}
+	return "one acceptor"
 }
 
 // stopStarting undoes what Start and New started when Start fails.
@@ -225,7 +240,7 @@ func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 		// that accept for themselves run OnOpen right after each accept,
 		// so no burst of accepted descriptors builds up: the backlog
 		// stays (Dup sees only the first loop's listener anyway).
-		if n := listenBacklog(s.cfg.MaxConns); n > 0 && !s.reusePort {
+		if n := s.backlog(); n > 0 {
 			if err := unix.Listen(fd, n); err != nil {
 				s.cfg.Logger.Warn("cannot shrink the listen backlog", "err", err)
 			}
