@@ -82,6 +82,13 @@ func (b *Bucket) Take(lim Limits, now time.Time) (bool, time.Duration) {
 	return false, time.Duration(math.Ceil((1 - b.tokens) / lim.Rate * float64(time.Second)))
 }
 
+// Full reports whether the bucket is full at time now (so forgetting it
+// would change nothing: a new bucket starts full).
+func (b *Bucket) Full(lim Limits, now time.Time) bool {
+	b.refill(lim, now)
+	return b.tokens >= float64(lim.Burst)
+}
+
 func (b *Bucket) refill(lim Limits, now time.Time) {
 	if el := now.Sub(b.last); el > 0 {
 		b.tokens += el.Seconds() * lim.Rate

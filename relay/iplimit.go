@@ -17,18 +17,18 @@ type ipLimits struct {
 	rate     ratelimit.Limits
 	max      int
 	exempt   []netip.Prefix
-	buckets  *ratelimit.Limiter
 	roomRate ratelimit.Limits
-	rooms    *ratelimit.Limiter // rooms created, by address
 
-	mu   sync.Mutex
-	open map[netip.Addr]int
+	mu      sync.Mutex
+	open    map[netip.Addr]int
+	buckets map[netip.Addr]*ratelimit.Bucket // new connections, by address (netip.Addr keys: no ip.String per handshake)
+	rooms   map[netip.Addr]*ratelimit.Bucket // rooms created, by address
 }
 
 func newIPLimits(cfg *Config) (*ipLimits, error) {
 	l := &ipLimits{rate: ratelimit.Limits{Rate: cfg.IPConnRate.Rate, Burst: cfg.IPConnRate.Burst},
-		max: cfg.IPMaxConns, buckets: ratelimit.New(), open: map[netip.Addr]int{},
-		roomRate: ratelimit.Limits{Rate: cfg.IPRoomRate.Rate, Burst: cfg.IPRoomRate.Burst}, rooms: ratelimit.New()}
+		max: cfg.IPMaxConns, open: map[netip.Addr]int{}, buckets: map[netip.Addr]*ratelimit.Bucket{},
+		roomRate: ratelimit.Limits{Rate: cfg.IPRoomRate.Rate, Burst: cfg.IPRoomRate.Burst}, rooms: map[netip.Addr]*ratelimit.Bucket{}}
 	for _, c := range cfg.IPExempt {
 		p, err := netip.ParsePrefix(c)
 		if err != nil {
@@ -66,11 +66,11 @@ func (l *ipLimits) admit(ip netip.Addr, now time.Time) refusal {
 	if l.exempted(ip) {
 		return refNone
 	}
-	if ok, _ := l.buckets.Allow(ip.String(), l.rate, now); !ok {
-		return refIPRate
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if ok, _ := take(l.buckets, ip, l.rate, now); !ok {
+		return refIPRate
+	}
 	if l.open[ip] >= l.max {
 		return refIPConns
 	}
@@ -78,10 +78,36 @@ func (l *ipLimits) admit(ip netip.Addr, now time.Time) refusal {
 	return refNone
 }
 
+// take takes one token of ip's bucket in m (a new bucket starts full).
+// Called with l.mu held.
+func take(m map[netip.Addr]*ratelimit.Bucket, ip netip.Addr, lim ratelimit.Limits, now time.Time) (bool, time.Duration) {
+	b := m[ip]
+	if b == nil {
+		b = &ratelimit.Bucket{}
+		m[ip] = b
+	}
+	return b.Take(lim, now)
+}
+
 // sweep drops the rate buckets of addresses that have been quiet long
 // enough to be full again (a new bucket starts full, so nothing changes),
 // and returns how many are left. Server.tick calls it every minute.
-func (l *ipLimits) sweep(now time.Time) int { return l.buckets.Sweep(now) + l.rooms.Sweep(now) }
+func (l *ipLimits) sweep(now time.Time) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return sweepBuckets(l.buckets, l.rate, now) + sweepBuckets(l.rooms, l.roomRate, now)
+}
+
+// sweepBuckets drops the buckets of m that are full again and returns how
+// many are left. Called with l.mu held.
+func sweepBuckets(m map[netip.Addr]*ratelimit.Bucket, lim ratelimit.Limits, now time.Time) int {
+	for ip, b := range m {
+		if b.Full(lim, now) {
+			delete(m, ip)
+		}
+	}
+	return len(m)
+}
 
 // createRoom takes one room creation of ip: a *roomRateError if it created
 // too many lately. Any goroutine.
@@ -89,7 +115,10 @@ func (l *ipLimits) createRoom(ip netip.Addr) error {
 	if l.exempted(ip) {
 		return nil
 	}
-	if ok, wait := l.rooms.Allow(ip.String(), l.roomRate, time.Now()); !ok {
+	l.mu.Lock()
+	ok, wait := take(l.rooms, ip, l.roomRate, time.Now())
+	l.mu.Unlock()
+	if !ok {
 		return &roomRateError{retry: wait}
 	}
 	return nil

@@ -39,6 +39,7 @@ type Server struct {
 
 	// Set while starting, then read-only.
 	eng       gnet.Engine
+	reusePort bool // each loop accepts on its own SO_REUSEPORT listener (eachLoopAccepts)
 	addr      string
 	admin     *http.Server
 	adminAddr string
@@ -119,11 +120,20 @@ func (s *Server) Start() error {
 	if err := s.startAdmin(); err != nil {
 		return err
 	}
+	reusePort := eachLoopAccepts(s.cfg.Listen, s.cfg.Loops)
+	if reusePort {
+		if err := addrFree(s.cfg.Listen); err != nil {
+			s.stopStarting()
+			return fmt.Errorf("cannot start relay on %s: %w", s.cfg.Listen, err)
+		}
+	}
+	s.reusePort = reusePort
 	go func() {
 		err := gnet.Run(s, "tcp://"+s.cfg.Listen,
 			gnet.WithNumEventLoop(s.cfg.Loops),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithReuseAddr(true),
+			gnet.WithReusePort(reusePort),
 			gnet.WithLogger(gnetLogger{s.cfg.Logger}),
 		)
 		s.engineStopped(err)
@@ -132,19 +142,62 @@ func (s *Server) Start() error {
 	select {
 	case <-s.booted:
 	case err := <-s.stopped:
-		s.hub.Close()
-		s.closeBus()
-		if s.admin != nil {
-			_ = s.admin.Close()
-		}
+		s.stopStarting()
 		return fmt.Errorf("cannot start relay on %s: %w", s.cfg.Listen, err)
 	}
 	s.bg.Add(1 + s.events.senders())
 	go s.tick()
 	s.events.start(s.quit, s.bg.Done)
 	s.cfg.Logger.Info("roomcast relay listening", "public", s.addr, "admin", cmp.Or(s.adminAddr, "admin API off"), "loops", s.cfg.Loops,
-		"max_conns", s.cfg.MaxConns, "backlog", listenBacklog(s.cfg.MaxConns))
+		"max_conns", s.cfg.MaxConns, "backlog", s.backlog(), "accept", acceptMode(s.reusePort))
 	return nil
+}
+
+// backlog is the listen backlog the relay sets (0: the system's).
+func (s *Server) backlog() int {
+	if s.reusePort {
+		return 0
+	}
+	return listenBacklog(s.cfg.MaxConns)
+}
+
+func acceptMode(reusePort bool) string {
+	if reusePort {
+		return "each loop (SO_REUSEPORT)"
+	}
+	return "one acceptor"
+}
+
+// stopStarting undoes what Start and New started when Start fails.
+func (s *Server) stopStarting() {
+	s.hub.Close()
+	s.closeBus()
+	if s.admin != nil {
+		_ = s.admin.Close()
+	}
+}
+
+// eachLoopAccepts reports whether every event loop should accept on its own
+// SO_REUSEPORT listener (the kernel spreads new connections over them)
+// rather than one acceptor goroutine handing each connection to a loop:
+// that hand-off costs an eventfd write and read, an epoll wake-up and a
+// thread switch per connection. It needs a fixed port (with port 0 each
+// loop would bind a port of its own), so a relay on port 0 with several
+// loops (the tests) keeps the acceptor.
+func eachLoopAccepts(listen string, loops int) bool {
+	_, port, err := net.SplitHostPort(listen)
+	return err == nil && (loops == 1 || (port != "" && port != "0"))
+}
+
+// addrFree fails if addr is bound already: SO_REUSEPORT would otherwise let
+// a second relay (same user) share the port silently instead of failing to
+// start. The probe listener is closed at once.
+func addrFree(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return ln.Close()
 }
 
 // engineStopped records that gnet.Run returned. Outside Shutdown that is a
@@ -183,8 +236,11 @@ func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 			s.addr = sockaddrString(sa)
 		}
 		// Linux takes listen() again on a listening socket as a new
-		// backlog (the dup shares the socket). See listenBacklog.
-		if n := listenBacklog(s.cfg.MaxConns); n > 0 {
+		// backlog (the dup shares the socket). See listenBacklog. Loops
+		// that accept for themselves run OnOpen right after each accept,
+		// so no burst of accepted descriptors builds up: the backlog
+		// stays (Dup sees only the first loop's listener anyway).
+		if n := s.backlog(); n > 0 {
 			if err := unix.Listen(fd, n); err != nil {
 				s.cfg.Logger.Warn("cannot shrink the listen backlog", "err", err)
 			}
