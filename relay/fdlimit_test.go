@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -17,7 +18,10 @@ import (
 	"github.com/roomcast/roomcast/relay"
 )
 
-const childEnv = "ROOMCAST_TEST_CHILD_RELAY"
+const (
+	childEnv       = "ROOMCAST_TEST_CHILD_RELAY"
+	childListenEnv = "ROOMCAST_TEST_CHILD_LISTEN" // the child's listen address; empty: 127.0.0.1:0
+)
 
 // TestHelperChildRelay is not a test: it is the relay of
 // TestFDExhaustionRecovers, run in a child process whose descriptor limit
@@ -29,7 +33,8 @@ func TestHelperChildRelay(t *testing.T) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: 128, Max: 128}); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := relay.New(relay.Config{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Loops: 2, NodeID: "child"})
+	listen := cmp.Or(os.Getenv(childListenEnv), "127.0.0.1:0")
+	srv, err := relay.New(relay.Config{Listen: listen, Admin: "127.0.0.1:0", Loops: 2, NodeID: "child"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,9 +56,28 @@ func TestHelperChildRelay(t *testing.T) {
 
 // TestFDExhaustionRecovers: a relay limited to 128 descriptors and flooded
 // with 150 idle connections refuses the excess (503) instead of losing its
-// listener to EMFILE; once they go, it upgrades again and is ready.
+// listener to EMFILE; once they go, it upgrades again and is ready. Both
+// ways of accepting: one acceptor handing connections to the loops (port
+// 0), and every loop accepting on its own SO_REUSEPORT listener (a fixed
+// port, as in production).
 func TestFDExhaustionRecovers(t *testing.T) {
-	pub, admin := startChildRelay(t)
+	t.Run("acceptor", func(t *testing.T) {
+		pub, admin := startChildRelay(t, "")
+		fdFlood(t, pub, admin)
+	})
+	t.Run("reuseport", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		pub, admin := startChildRelay(t, addr)
+		fdFlood(t, pub, admin)
+	})
+}
+
+func fdFlood(t *testing.T, pub, admin string) {
 	conns := make([]net.Conn, 0, 150)
 	for i := 0; i < 150; i++ {
 		c, err := net.Dial("tcp", pub)
@@ -119,9 +143,9 @@ func TestFDExhaustionRecovers(t *testing.T) {
 
 // startChildRelay runs TestHelperChildRelay in a child process and returns
 // its public and admin addresses. The child ends with the test.
-func startChildRelay(t *testing.T) (string, string) {
+func startChildRelay(t *testing.T, listen string) (string, string) {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperChildRelay$", "-test.count=1")
-	cmd.Env = append(os.Environ(), childEnv+"=1")
+	cmd.Env = append(os.Environ(), childEnv+"=1", childListenEnv+"="+listen)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
