@@ -69,18 +69,6 @@ func (f *frameReader) release() {
 	}
 }
 
-// frameHeaderLen is the size of an unmasked server frame's header for a
-// payload of n bytes.
-func frameHeaderLen(n int) int {
-	switch {
-	case n < 126:
-		return 2
-	case n <= 0xffff:
-		return 4
-	}
-	return 10
-}
-
 // countWire adds a data message received inside the window to the wire
 // and inflated byte counts. Reader goroutine.
 func (m *member) countWire(payload []byte, nowNS int64) {

@@ -3,12 +3,12 @@ package bench
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/roomcast/roomcast/relay"
+	"github.com/roomcast/roomcast/relaytest/testrelay"
 )
 
 // compressConfig is a small stream run: one room, a few publishers.
@@ -69,19 +69,7 @@ func TestCompressStream(t *testing.T) {
 // clients fail their dial with no_deflate rather than measure plain
 // traffic as compressed.
 func TestCompressDeclined(t *testing.T) {
-	srv, err := relay.New(relay.Config{Listen: "127.0.0.1:0", Admin: "off", Loops: 1, JWTSecret: testSecret, NodeID: "test",
-		NoCompression: true, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
+	srv := testrelay.Start(t, testrelay.Config(testSecret), quiet, func(c *relay.Config) { c.NoCompression = true })
 	cfg := Config{URL: "ws://" + srv.Addr() + "/ws", Scenario: Idle, Connections: 3, Compress: true,
 		Duration: 100 * time.Millisecond, WarmUp: -1}
 	rep, err := Run(context.Background(), cfg, nil)

@@ -81,7 +81,7 @@ func (f *frameReader) next() (ws.OpCode, []byte, error) {
 		if op != ws.OpContinuation {
 			f.wire, f.msgZ = 0, z
 		}
-		f.wire += len(payload) + frameHeaderLen(len(payload))
+		f.wire += len(payload) + proto.HeaderSize(len(payload))
 		if fin && !f.inMsg && op != ws.OpContinuation {
 			return f.whole(op, payload)
 		}

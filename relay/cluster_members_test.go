@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/roomcast/roomcast/relay"
 )
 
 // roster is a client's view of a listed room's members: its joined list,
@@ -62,12 +64,18 @@ func (r *roster) is(want map[string]string) func(*roster) bool {
 	return func(r *roster) bool { return maps.Equal(r.names, want) }
 }
 
+// threeNodes starts a NATS server and three relays on it, nodes a, b and c.
+func threeNodes(t *testing.T) (a, b, c *relay.Server) {
+	t.Helper()
+	url := runNATS(t, t.TempDir(), -1).ClientURL()
+	return startNode(t, url, "a"), startNode(t, url, "b"), startNode(t, url, "c")
+}
+
 // A listed room with one member on each of three nodes: each learns the
 // others' members (with names) as presence joins, a new joiner gets all of
 // them in joined.members, and a leave on one node reaches the others.
 func TestClusterMemberListsAcrossNodes(t *testing.T) {
-	ns := runNATS(t, t.TempDir(), -1)
-	a, b, c := startNode(t, ns.ClientURL(), "a"), startNode(t, ns.ClientURL(), "b"), startNode(t, ns.ClientURL(), "c")
+	a, b, c := threeNodes(t)
 	const room = "cl:members"
 	ma := dial(t, a, dialOpts{token: token(t, "ua", "Ann", "")})
 	ra := newRoster(ma, ma.join(room, 1))
@@ -106,8 +114,7 @@ func TestClusterMemberListsAcrossNodes(t *testing.T) {
 // A user connected to two nodes is listed once on a third, and leaves only
 // when gone from both.
 func TestClusterMemberOnTwoNodesOnce(t *testing.T) {
-	ns := runNATS(t, t.TempDir(), -1)
-	a, b, c := startNode(t, ns.ClientURL(), "a"), startNode(t, ns.ClientURL(), "b"), startNode(t, ns.ClientURL(), "c")
+	a, b, c := threeNodes(t)
 	const room = "cl:twice"
 	mo := dial(t, c, dialOpts{token: token(t, "uo", "Obs", "")})
 	ro := newRoster(mo, mo.join(room, 1))

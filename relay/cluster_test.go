@@ -83,11 +83,7 @@ func TestClusterOneOrderAcrossNodes(t *testing.T) {
 			t.Errorf("client %d saw %v: %v", i, s.seqs, err)
 		}
 	}
-	var conflicts float64
-	for _, n := range nodes {
-		conflicts += metricsOf(t, n)["roomcast_bus_conflicts_total"]
-	}
-	t.Logf("%d messages, %v publish conflicts retried", total, conflicts)
+	t.Logf("%d messages, %v publish conflicts retried", total, busConflicts(t, nodes))
 }
 
 // A relay shut down mid-stream: its member resumes on another node with

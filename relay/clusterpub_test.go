@@ -43,11 +43,17 @@ func TestClusterTurnsNoConflicts(t *testing.T) {
 			t.Errorf("member %d saw %v: %v", i, s.seqs, err)
 		}
 	}
-	var conflicts float64
-	for _, n := range nodes {
-		conflicts += metricsOf(t, n)["roomcast_bus_conflicts_total"]
-	}
-	if conflicts != 0 {
+	if conflicts := busConflicts(t, nodes); conflicts != 0 {
 		t.Errorf("%v publish conflicts in %d turns, want 0", conflicts, turns)
 	}
+}
+
+// busConflicts sums roomcast_bus_conflicts_total over nodes.
+func busConflicts(t *testing.T, nodes []*relay.Server) float64 {
+	t.Helper()
+	var sum float64
+	for _, n := range nodes {
+		sum += metricsOf(t, n)["roomcast_bus_conflicts_total"]
+	}
+	return sum
 }

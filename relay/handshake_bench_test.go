@@ -16,6 +16,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/roomcast/roomcast/relay/proto"
+	"github.com/roomcast/roomcast/relaytest"
 )
 
 // The handshake benchmarks: the whole connect-and-join of one client
@@ -32,12 +33,7 @@ const benchSecret = "bench-secret"
 // benchToken mints an HS256 token as `roomcast token` does.
 func benchToken(tb testing.TB, sub string) string {
 	tb.Helper()
-	c := jwt.MapClaims{"sub": sub, "name": "Bench " + sub, "exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix()}
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(benchSecret))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return s
+	return relaytest.Sign(tb, benchSecret, jwt.MapClaims{"sub": sub, "name": "Bench " + sub, "iat": time.Now().Unix()})
 }
 
 // benchRelay starts a relay whose per-IP accounting covers loopback (as

@@ -41,7 +41,13 @@ func (s *session) refresh(c *proto.Command) {
 		id.grant = &g
 	}
 	s.id = id
-	for i := len(s.rooms) - 1; i >= 0; i-- { // remove moves the last one here
+	// remove moves the last one to i. A kicked reply whose write fails
+	// makes gnet run OnClose at once, which empties s.rooms: then the rest
+	// is skipped (the set shrank under the walk).
+	for i := len(s.rooms) - 1; i >= 0; i-- {
+		if i >= len(s.rooms) {
+			continue
+		}
 		ms := s.rooms[i]
 		if name := ms.Room().Name(); !roomAllowed(id.rooms, name) {
 			s.rooms.remove(name)

@@ -281,7 +281,8 @@ func (s *session) sseJoin(j ssePending, wait bool) {
 		return
 	}
 	s.id, s.format, s.state = j.id, proto.SSE, stateOpen
-	s.sse, s.rooms = true, roomSet{ms}
+	s.sse = true
+	s.addRoom(ms) // in the session's own slot, as a WebSocket's first room
 	srv.metrics.openSSE.Inc()
 	srv.metrics.handshakes.Inc()
 	srv.metrics.handshake.Observe(time.Since(s.since.time()).Seconds())

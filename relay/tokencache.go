@@ -8,15 +8,15 @@ import (
 
 // Verified tokens are remembered so that a reconnect storm, which presents
 // the same tokens again, skips the JWT parse and signature check (about
-// 50 allocations and 10 µs each). The cache is keyed by the SHA-256 of the
-// whole token (its first 16 bytes: finding another token with the key of a
-// cached one is a 2^128 second preimage), so a hit is a token byte for byte
-// equal to one that passed with the same keys, and an entry holds 16 bytes
-// of key rather than the token (a few hundred bytes per user): only the time-dependent claims can change their verdict,
-// and of those nbf and iat only ever turn from failing to passing, while
-// exp is checked on every hit (an expired entry is dropped and the token
-// parsed again, so its error is the parser's). Failed tokens are never
-// cached.
+// 50 allocations and 10 µs each). The cache is keyed by the first 16 bytes
+// of the SHA-256 of the whole token (finding another token with the key of
+// a cached one is a 2^128 second preimage), so an entry holds 16 bytes of
+// key rather than the token (a few hundred bytes per user), and a hit is a
+// token byte for byte equal to one that passed with the same keys. Only
+// the time-dependent claims can change its verdict: nbf and iat only ever
+// turn from failing to passing, and exp is checked on every hit (an expired
+// entry is dropped and the token parsed again, so its error is the
+// parser's). Failed tokens are never cached.
 const (
 	tokenCacheSize = 16384 // entries; a storm of this many distinct users hits
 	tokenCacheMax  = 4096  // bytes; longer tokens are not cached (not worth hashing)

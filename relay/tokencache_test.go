@@ -7,15 +7,13 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/roomcast/roomcast/relaytest"
 )
 
 func mintToken(t *testing.T, claims jwt.MapClaims) string {
 	t.Helper()
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(benchSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return relaytest.Sign(t, benchSecret, claims)
 }
 
 // TestTokenCacheHitIsACopy: a cached identity handed out may be changed by

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/roomcast/roomcast/relay/proto"
+	"github.com/roomcast/roomcast/relaytest"
 )
 
 // memBus is a Bus over an in-memory log per room: the log numbers messages,
@@ -93,29 +94,9 @@ func TestBusSequencesThroughTheLog(t *testing.T) {
 	const room = "bus:1"
 	a, _, _ := e.joinWaiting(t, room, 0, JoinRequest{})
 	b, _, _ := e.joinWaiting(t, room, 1, JoinRequest{Format: proto.JSON})
-	var (
-		mu    sync.Mutex
-		acked []uint64
-		wg    sync.WaitGroup
-	)
-	for p := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range 50 {
-				seq, err := e.hub.Publish(room, &Message{From: fmt.Sprint("p", p), Body: "b"})
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				acked = append(acked, seq)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	slices.Sort(acked)
+	acked := relaytest.PublishAll(t, 4, 50, func(p, _ int) (uint64, error) {
+		return e.hub.Publish(room, &Message{From: fmt.Sprint("p", p), Body: "b"})
+	})
 	if !slices.Equal(acked, seqRange(1, 200)) {
 		t.Errorf("acked seqs %v, want 1..200 once each", summarize(acked))
 	}

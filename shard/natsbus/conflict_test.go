@@ -3,11 +3,12 @@ package natsbus
 import (
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/roomcast/roomcast/relaytest"
 )
 
 // TestTakingTurnsNoConflicts: three nodes follow one room and take turns
@@ -17,19 +18,8 @@ import (
 // node's cached last record was stale at its next turn: about 57 conflicts
 // in 60 turns). Seqs are 1..60 on every node, in order.
 func TestTakingTurnsNoConflicts(t *testing.T) {
-	ns := runServer(t, t.TempDir(), -1)
 	const nodes, turns = 3, 60
-	var (
-		buses []*Bus
-		feeds []*recFeed
-	)
-	for i := range nodes {
-		b := open(t, Config{URL: ns.ClientURL(), Name: fmt.Sprint("n", i)})
-		f := newRecFeed()
-		defer b.Watch("turns", f)()
-		<-f.synced
-		buses, feeds = append(buses, b), append(feeds, f)
-	}
+	buses, feeds := watchingNodes(t, nodes, "turns")
 	for turn := range turns {
 		want := uint64(turn + 1)
 		seq, err := publish(t, buses[turn%nodes], "turns", fmt.Sprint(turn))
@@ -52,6 +42,26 @@ func TestTakingTurnsNoConflicts(t *testing.T) {
 	if conflicts != 0 {
 		t.Errorf("%v conflicts in %d turns, want 0", conflicts, turns)
 	}
+}
+
+// watchingNodes starts a NATS server and opens n buses on it (nodes n0,
+// n1, ...), each watching room with a feed of its own, synced; the watches
+// stop when the test ends.
+func watchingNodes(t *testing.T, n int, room string) ([]*Bus, []*recFeed) {
+	t.Helper()
+	ns := runServer(t, t.TempDir(), -1)
+	var (
+		buses []*Bus
+		feeds []*recFeed
+	)
+	for i := range n {
+		b := open(t, Config{URL: ns.ClientURL(), Name: fmt.Sprint("n", i)})
+		f := newRecFeed()
+		t.Cleanup(b.Watch(room, f))
+		<-f.synced
+		buses, feeds = append(buses, b), append(feeds, f)
+	}
+	return buses, feeds
 }
 
 // waitSeqs waits until f got n messages.
@@ -99,43 +109,12 @@ func TestConflictNamesLastRecord(t *testing.T) {
 // record is on its way to it), so the stream is read about once per node
 // (first publish), not once per conflict.
 func TestConflictsResolvedByWatch(t *testing.T) {
-	ns := runServer(t, t.TempDir(), -1)
 	const nodes, per = 3, 30
-	var (
-		buses []*Bus
-		feeds []*recFeed
-	)
-	for i := range nodes {
-		b := open(t, Config{URL: ns.ClientURL(), Name: fmt.Sprint("n", i)})
-		f := newRecFeed()
-		defer b.Watch("busy", f)()
-		<-f.synced
-		buses, feeds = append(buses, b), append(feeds, f)
-	}
-	var (
-		mu    sync.Mutex
-		acked []uint64
-		wg    sync.WaitGroup
-	)
-	for _, b := range buses {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range per {
-				seq, err := publish(t, b, "busy", fmt.Sprint(i))
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				acked = append(acked, seq)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	buses, feeds := watchingNodes(t, nodes, "busy")
+	acked := relaytest.PublishAll(t, nodes, per, func(w, i int) (uint64, error) {
+		return publish(t, buses[w], "busy", fmt.Sprint(i))
+	})
 	n := uint64(nodes * per)
-	slices.Sort(acked)
 	if !slices.Equal(acked, seqRange(1, n)) {
 		t.Fatalf("acked %d seqs, not 1..%d once each: %v", len(acked), n, acked)
 	}

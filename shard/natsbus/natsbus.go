@@ -276,13 +276,20 @@ func (b *Bus) sweep() {
 		case <-b.ctx.Done():
 			return
 		case now := <-t.C:
-			b.mu.Lock()
-			for room, p := range b.pubs {
-				if p.idleSince(now) > time.Minute {
-					delete(b.pubs, room)
-				}
-			}
-			b.mu.Unlock()
+			b.sweepIdle(now)
+		}
+	}
+}
+
+// sweepIdle drops the publishers idle for a minute at now and not watched.
+// Under b.mu, taking each publisher's mu inside it (as enqueue and watched
+// do), so that a publisher handed out is not dropped before it is used.
+func (b *Bus) sweepIdle(now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for room, p := range b.pubs {
+		if p.idleSince(now) > time.Minute {
+			delete(b.pubs, room)
 		}
 	}
 }

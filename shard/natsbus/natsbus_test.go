@@ -118,32 +118,10 @@ func TestConcurrentPublishersOneOrder(t *testing.T) {
 	defer stop()
 	<-feed.synced
 	const per = 40
-	var (
-		mu    sync.Mutex
-		acked []uint64
-		wg    sync.WaitGroup
-	)
-	for _, b := range buses {
-		for range 2 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range per {
-					seq, err := publish(t, b, "race.room", fmt.Sprint(i))
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					mu.Lock()
-					acked = append(acked, seq)
-					mu.Unlock()
-				}
-			}()
-		}
-	}
-	wg.Wait()
+	acked := relaytest.PublishAll(t, 2*len(buses), per, func(w, i int) (uint64, error) { // two per bus
+		return publish(t, buses[w/2], "race.room", fmt.Sprint(i))
+	})
 	n := uint64(len(buses) * 2 * per)
-	slices.Sort(acked)
 	if !slices.Equal(acked, seqRange(1, n)) {
 		t.Fatalf("acked %d seqs, not 1..%d once each: %v", len(acked), n, acked)
 	}

@@ -55,16 +55,22 @@ type presence struct {
 	sub  *nats.Subscription
 
 	// Owned by the presence goroutine.
-	sent     shard.LocalPresence // last told; Members sorted by ID
-	told     bool
 	beat     time.Time
 	lastSum  int
 	lastList []proto.Member // last merged list handed to Remote, sorted by ID
 	gotFirst bool
 
+	// mu guards the rest: the NATS subscription goroutine writes others,
+	// the stop (whatever goroutine drops the room) reads sent and told and
+	// sets stopped, the presence goroutine does all of these. Never held
+	// while calling the feed (Local and Remote take the room's lock, and
+	// the stop runs under it).
 	mu      sync.Mutex
 	others  map[string]nodePresence // by node
 	newPeer bool                    // a node not heard before spoke: tell ours at the next tick
+	sent    shard.LocalPresence     // last told; Members sorted by ID
+	told    bool
+	stopped bool // the stop told "gone": nothing more is told or merged
 }
 
 type nodePresence struct {
@@ -103,6 +109,9 @@ func (b *Bus) followPresence(room string, f shard.Feed) func() {
 		if p.sub != nil {
 			_ = p.sub.Unsubscribe()
 		}
+		p.mu.Lock() // a tell running now publishes before the "gone", or not at all
+		defer p.mu.Unlock()
+		p.stopped = true
 		if p.told && p.sent.Count > 0 {
 			if data, err := msgpack.Marshal(&presenceMsg{V: presenceVersion, Node: b.node}); err == nil {
 				_ = b.nc.Publish(p.subj, data) // gone from this node
@@ -163,7 +172,8 @@ func (b *Bus) presenceLoop() {
 func byID(a, b proto.Member) int { return cmp.Or(cmp.Compare(a.ID, b.ID), cmp.Compare(a.Name, b.Name)) }
 
 // tell publishes this node's presence in the room when it changed, or when
-// the beat is due.
+// the beat is due (presence goroutine). It publishes under p.mu, so that a
+// stop running meanwhile tells "gone" after it.
 func (p *presence) tell(b *Bus, now time.Time) {
 	_, beat, _ := b.presenceTimes()
 	lp := p.f.Local()
@@ -172,9 +182,12 @@ func (p *presence) tell(b *Bus, now time.Time) {
 	}
 	slices.SortFunc(lp.Members, byID)
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return
+	}
 	newPeer := p.newPeer
 	p.newPeer = false
-	p.mu.Unlock()
 	changed := newPeer || !p.told || lp.Count != p.sent.Count || lp.Listed != p.sent.Listed || !slices.Equal(lp.Members, p.sent.Members)
 	if !changed && (lp.Count == 0 || now.Sub(p.beat) < beat) {
 		return
@@ -195,6 +208,10 @@ func (p *presence) merge(b *Bus, now time.Time) {
 	sum := 0
 	var list []proto.Member
 	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return
+	}
 	for node, c := range p.others {
 		if now.Sub(c.seen) > ttl || c.n == 0 {
 			delete(p.others, node)

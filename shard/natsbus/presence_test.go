@@ -92,3 +92,60 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 	t.Fatalf("timed out waiting for %s", what)
 }
+
+// Stopping a watch (a room dropped, on whatever goroutine drops it) while
+// the presence goroutine tells the room's presence: what was last told is
+// read by the stop and written by the tell, so both go through the
+// presence's lock (-race fails otherwise), and nothing is told after the
+// stop's "gone".
+func TestPresenceStopWhileTelling(t *testing.T) {
+	ns := runServer(t, t.TempDir(), -1)
+	b := open(t, Config{URL: ns.ClientURL(), PresenceTTL: 30 * time.Millisecond}) // a tick every 10 ms
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	subj := presenceSubject("stop:room")
+	msgs := make(chan presenceMsg, 64)
+	sub, err := nc.Subscribe(subj, func(m *nats.Msg) {
+		var pm presenceMsg
+		if msgpack.Unmarshal(m.Data, &pm) == nil && pm.Node == b.node {
+			msgs <- pm
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	for i := 0; i < 20; i++ {
+		stop := b.Watch("stop:room", &presFeed{recFeed: newRecFeed()})
+		select {
+		case pm := <-msgs: // told by the presence goroutine
+			if pm.N != 1 {
+				t.Fatalf("told %d connections, want 1", pm.N)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the bus never told its presence")
+		}
+		time.Sleep(5 * time.Millisecond)
+		stop()
+	gone:
+		for {
+			select {
+			case pm := <-msgs:
+				if pm.N == 0 {
+					break gone
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the stop never told the node is gone")
+			}
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // ticks after the last stop
+	select {
+	case pm := <-msgs:
+		t.Fatalf("told %+v after the stop", pm)
+	default:
+	}
+}

@@ -62,11 +62,15 @@ func (b *Bus) Moderate(room string, c shard.Control, done func(uint64, error)) {
 	b.enqueue(room, pending{ctl: &c, done: done})
 }
 
+// enqueue queues pd on the room's publisher. p.mu is taken before b.mu is
+// let go: the sweep (under b.mu) would otherwise drop an idle publisher
+// between the two, and the next message would start a second publisher for
+// the room beside it (TestEnqueueVersusSweep).
 func (b *Bus) enqueue(room string, pd pending) {
 	b.mu.Lock()
 	p := b.publisherLocked(room)
-	b.mu.Unlock()
 	p.mu.Lock()
+	b.mu.Unlock()
 	p.queue = append(p.queue, pd)
 	start := !p.busy
 	p.busy = true
