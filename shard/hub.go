@@ -88,19 +88,13 @@ type Config struct {
 	MaxBatchMsgs     int                    // messages per batch frame; zero means 256
 	MaxBatchBytes    int                    // encoded bytes per flush; zero means 64 KiB
 	PresenceInterval time.Duration          // count-only presence of big rooms at most this often; zero means 1s
-	// PresenceWindow is how long a flight of presence only (joins, leaves,
-	// counts; no message or control pending) waits for more of them, so
-	// that a join storm reaches each member in one write per window; the
-	// room's flush window applies instead if longer. A message or control
-	// ends the wait at once (at its flush window). Zero means 50ms,
-	// negative means no wait (a presence change flushes like a message).
-	PresenceWindow time.Duration
-	EmptyRoomTTL   time.Duration    // an empty room (and its history) is dropped after this; zero means 10m
-	Bus            Bus              // shared log of several nodes (see Bus); nil means single node, in memory
-	Now            func() time.Time // clock; nil means time.Now
-	Observer       Observer         // fan-out measurements; nil means none
-	MaxRooms       int              // rooms at most; creating one more fails with ErrRoomLimit; zero means no limit
-	Epoch          func() string    // names a new room's history; nil means 8 random base32 characters
+	PresenceWindow   time.Duration          // with only presence pending, a room waits this for more (a join storm in one write; a message ends the wait); zero means 50ms, negative none
+	EmptyRoomTTL     time.Duration          // an empty room (and its history) is dropped after this; zero means 10m
+	Bus              Bus                    // shared log of several nodes (see Bus); nil means single node, in memory
+	Now              func() time.Time       // clock; nil means time.Now
+	Observer         Observer               // fan-out measurements; nil means none
+	MaxRooms         int                    // rooms at most; creating one more fails with ErrRoomLimit; zero means no limit
+	Epoch            func() string          // names a new room's history; nil means 8 random base32 characters
 }
 
 // Defaults of the batch and housekeeping settings of Config, for the

@@ -37,38 +37,40 @@ type Room struct {
 	histCap int
 	listMax int
 
-	mu          sync.Mutex
-	dead        bool                  // dropped from the hub; callers fetch a new room
-	seq         uint64                // last seq given out
-	evn         uint64                // last event number given out
-	dispSeq     uint64                // last seq handed to the loops
-	dispEvn     uint64                // evn of the last message handed to the loops
-	ring        []*entry              // history, oldest at ring[head]
-	head        int                   //
-	pending     []item                // events not yet handed to the loops
-	open        *presItem             // the pending presence event that may still take leaves
-	inFlight    bool                  // a flush is being written by the loops
-	count       int                   // connections joined
-	remote      int                   // connections on other nodes (Bus; else 0)
-	anon        int                   // of which anonymous viewers
-	fmtCount    [proto.NumFormats]int // of which use each format
-	zCount      [proto.NumFormats]int // of which negotiated compression, by format (never SSE)
-	users       map[string]user       // local users by id (not anonymous viewers); an entry while conns > 0
-	emptySince  time.Time
-	countDirty  bool // a count change awaits the periodic presence
-	mod         moderation
-	slow        time.Duration        // slow mode; zero is off
-	synced      bool                 // the room holds what the Bus held when its watch began (always, without a Bus)
-	stopWatch   func()               // ends the room's Bus watch; nil while none
-	waiters     []func(error)        // joins waiting for synced (JoinRequest.Wait)
-	behind      []*seqWaiter         // resumes from a seq the Bus has not fed yet
-	lastSent    map[string]time.Time // by user, while in slow mode
-	windowEnd   time.Time            // when the open flush window ends; zero while none is open (Policy.FlushInterval, Config.PresenceWindow)
-	chatEnd     time.Time            // when the open window ends once a message or control is pending (Policy.FlushInterval)
-	presScanned int                  // leading pending items known to be presence (presenceOnlyLocked)
-	windowSet   bool                 // window is armed
-	windowAt    time.Time            // when window fires, while armed
-	window      *time.Timer          // made on the first window; calls windowFired
+	mu         sync.Mutex
+	dead       bool                  // dropped from the hub; callers fetch a new room
+	seq        uint64                // last seq given out
+	evn        uint64                // last event number given out
+	dispSeq    uint64                // last seq handed to the loops
+	dispEvn    uint64                // evn of the last message handed to the loops
+	ring       []*entry              // history, oldest at ring[head]
+	head       int                   //
+	pending    []item                // events not yet handed to the loops
+	open       *presItem             // the pending presence event that may still take leaves
+	inFlight   bool                  // a flush is being written by the loops
+	count      int                   // connections joined
+	remote     int                   // connections on other nodes (Bus; else 0)
+	anon       int                   // of which anonymous viewers
+	fmtCount   [proto.NumFormats]int // of which use each format
+	zCount     [proto.NumFormats]int // of which negotiated compression, by format (never SSE)
+	users      map[string]user       // local users by id (not anonymous viewers); an entry while conns > 0
+	emptySince time.Time
+	countDirty bool // a count change awaits the periodic presence
+	mod        moderation
+	slow       time.Duration        // slow mode; zero is off
+	synced     bool                 // the room holds what the Bus held when its watch began (always, without a Bus)
+	stopWatch  func()               // ends the room's Bus watch; nil while none
+	waiters    []func(error)        // joins waiting for synced (JoinRequest.Wait)
+	behind     []*seqWaiter         // resumes from a seq the Bus has not fed yet
+	lastSent   map[string]time.Time // by user, while in slow mode
+	windowEnd  time.Time            // when the open flush window ends; zero while none is open (Policy.FlushInterval)
+	windowSet  bool                 // window is armed
+	window     *time.Timer          // made on the first window; calls windowFired
+
+	// The presence window (Config.PresenceWindow) on top of the flush window.
+	chatEnd     time.Time // when the open window ends once a message or control is pending (Policy.FlushInterval)
+	presScanned int       // leading pending items known to be presence (presenceOnlyLocked)
+	windowAt    time.Time // when window fires, while windowSet
 
 	lastUse   atomic.Int64 // unix nanos of the last Hub.Room or Hub.Open lookup; the reaper spares recent ones
 	fl        flight       // the flush in flight: written by the flusher, read by the loop tasks
