@@ -141,6 +141,7 @@ func Defaults() Config {
 			MaxBatchMsgs:     shard.DefaultMaxBatchMsgs,
 			MaxBatchBytes:    shard.DefaultMaxBatchBytes,
 			PresenceInterval: shard.DefaultPresenceInterval,
+			PresenceWindow:   shard.DefaultPresenceWindow,
 			EmptyRoomTTL:     shard.DefaultEmptyRoomTTL,
 		},
 	}

@@ -87,6 +87,7 @@ func (r *Room) kickLocked() bool {
 	rest := copy(r.pending, r.pending[n:])
 	clear(r.pending[rest:])
 	r.pending = r.pending[:rest]
+	r.presScanned = 0
 	if rest == 0 {
 		r.windowEnd = time.Time{} // what is left (if any) waited its window already
 	}
@@ -114,25 +115,35 @@ func (r *Room) kickLocked() bool {
 // window (Policy.FlushInterval): a window opens with the first pending
 // event and ends FlushInterval later (with FlushPerMember, count times
 // that, at most FlushInterval), when a timer kicks the flight. A window's
-// worth of events (MaxBatchMsgs) goes at once.
+// worth of events (MaxBatchMsgs) goes at once. A window opened by presence
+// alone lasts Config.PresenceWindow if that is longer, so that a join
+// storm goes out in one flight; a message or control coming meanwhile cuts
+// it back to the flush window (chatEnd), and everything pending goes then,
+// in order.
 func (r *Room) waitLocked() bool {
-	w := r.policy.FlushInterval
-	if pm := r.policy.FlushPerMember; pm > 0 && r.windowEnd.IsZero() {
-		w = min(w, time.Duration(r.count)*pm)
-	}
-	if w <= 0 || len(r.pending) >= r.hub.cfg.MaxBatchMsgs {
+	if len(r.pending) >= r.hub.cfg.MaxBatchMsgs {
 		return false
 	}
 	now := time.Now()
 	if r.windowEnd.IsZero() {
+		w := r.flushWindowLocked()
+		r.chatEnd = now.Add(w)
+		if pw := r.hub.cfg.PresenceWindow; pw > w && r.presenceOnlyLocked() {
+			w = pw
+		}
+		if w <= 0 {
+			return false
+		}
 		r.windowEnd = now.Add(w)
+	} else if r.windowEnd.After(r.chatEnd) && !r.presenceOnlyLocked() {
+		r.windowEnd = r.chatEnd // chat came into a presence window: it waits no longer than without presence
 	}
 	left := r.windowEnd.Sub(now)
 	if left <= 0 {
 		return false
 	}
-	if !r.windowSet {
-		r.windowSet = true
+	if !r.windowSet || r.windowAt.After(r.windowEnd) {
+		r.windowSet, r.windowAt = true, r.windowEnd
 		if r.window == nil {
 			r.window = time.AfterFunc(left, r.windowFired)
 		} else {
@@ -142,10 +153,28 @@ func (r *Room) waitLocked() bool {
 	return true
 }
 
+// flushWindowLocked is the flush window a pending event opens now.
+func (r *Room) flushWindowLocked() time.Duration {
+	w := r.policy.FlushInterval
+	if pm := r.policy.FlushPerMember; pm > 0 {
+		w = min(w, time.Duration(r.count)*pm)
+	}
+	return w
+}
+
+// presenceOnlyLocked reports whether every pending event is presence. It
+// scans only the items queued since it last looked (presScanned).
+func (r *Room) presenceOnlyLocked() bool {
+	for r.presScanned < len(r.pending) && r.pending[r.presScanned].p != nil {
+		r.presScanned++
+	}
+	return r.presScanned == len(r.pending)
+}
+
 // windowFired ends a flush window. It runs on the timer's goroutine.
 func (r *Room) windowFired() {
 	r.mu.Lock()
-	r.windowSet = false
+	r.windowSet, r.windowAt = false, time.Time{}
 	r.unlockKick()
 }
 
@@ -408,7 +437,8 @@ func (lr *loopRoom) writeFrom(i int, t *tally) (next int) {
 }
 
 // deliver writes the frames of fl that the member has not seen yet: usually
-// all of them, in one write.
+// all of them, in one write. A member that joined while they were pending
+// skips those it has seen; each run of frames it has not is one write.
 func (ms *Membership) deliver(fl *flight) (deliveries, writes int64) {
 	all, view := fl.all[ms.wire], ms.anon && fl.split
 	if view {
@@ -418,21 +448,32 @@ func (ms *Membership) deliver(fl *flight) (deliveries, writes int64) {
 		ms.m.Deliver(all)
 		return fl.msgs, 1
 	}
+	from, to := 0, 0 // the run of unseen frames not yet written
 	for i := range fl.parts {
 		p := &fl.parts[i]
 		seen := ms.joinDisp
 		if p.pres {
 			seen = ms.joinPres
 		}
-		if p.evn <= seen {
-			continue
-		}
 		off, end := p.off[ms.wire], p.end[ms.wire]
 		if view {
 			off, end = p.voff[ms.wire], p.vend[ms.wire]
 		}
-		ms.m.Deliver(all[off:end])
+		if p.evn <= seen {
+			continue
+		}
+		if off != to && to > from {
+			ms.m.Deliver(all[from:to])
+			writes++
+		}
+		if off != to || to == from {
+			from = off
+		}
+		to = end
 		deliveries += p.msgs
+	}
+	if to > from {
+		ms.m.Deliver(all[from:to])
 		writes++
 	}
 	return deliveries, writes

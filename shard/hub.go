@@ -88,6 +88,7 @@ type Config struct {
 	MaxBatchMsgs     int                    // messages per batch frame; zero means 256
 	MaxBatchBytes    int                    // encoded bytes per flush; zero means 64 KiB
 	PresenceInterval time.Duration          // count-only presence of big rooms at most this often; zero means 1s
+	PresenceWindow   time.Duration          // with only presence pending, a room waits this for more (a join storm in one write; a message ends the wait); zero means 50ms, negative none
 	EmptyRoomTTL     time.Duration          // an empty room (and its history) is dropped after this; zero means 10m
 	Bus              Bus                    // shared log of several nodes (see Bus); nil means single node, in memory
 	Now              func() time.Time       // clock; nil means time.Now
@@ -102,6 +103,7 @@ const (
 	DefaultMaxBatchMsgs     = 256
 	DefaultMaxBatchBytes    = 64 << 10
 	DefaultPresenceInterval = time.Second
+	DefaultPresenceWindow   = 50 * time.Millisecond
 	DefaultEmptyRoomTTL     = 10 * time.Minute
 )
 
@@ -160,6 +162,9 @@ func NewHub(cfg Config) *Hub {
 	}
 	if cfg.PresenceInterval <= 0 {
 		cfg.PresenceInterval = DefaultPresenceInterval
+	}
+	if cfg.PresenceWindow == 0 {
+		cfg.PresenceWindow = DefaultPresenceWindow
 	}
 	if cfg.EmptyRoomTTL <= 0 {
 		cfg.EmptyRoomTTL = DefaultEmptyRoomTTL

@@ -67,6 +67,11 @@ type Room struct {
 	windowSet  bool                 // window is armed
 	window     *time.Timer          // made on the first window; calls windowFired
 
+	// The presence window (Config.PresenceWindow) on top of the flush window.
+	chatEnd     time.Time // when the open window ends once a message or control is pending (Policy.FlushInterval)
+	presScanned int       // leading pending items known to be presence (presenceOnlyLocked)
+	windowAt    time.Time // when window fires, while windowSet
+
 	lastUse   atomic.Int64 // unix nanos of the last Hub.Room or Hub.Open lookup; the reaper spares recent ones
 	fl        flight       // the flush in flight: written by the flusher, read by the loop tasks
 	remaining atomic.Int32 // loop tasks of the flush in flight not yet done

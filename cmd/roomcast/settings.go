@@ -80,6 +80,7 @@ func settings(o *options) []setting {
 		{"batch-msgs", &c.Hub.MaxBatchMsgs, d.Hub.MaxBatchMsgs, "", "messages of a room in one batch frame"},
 		{"batch-bytes", &c.Hub.MaxBatchBytes, d.Hub.MaxBatchBytes, "", "encoded bytes of a room flushed at once"},
 		{"presence-interval", &c.Hub.PresenceInterval, d.Hub.PresenceInterval, "", "count-only presence of big rooms at most this often"},
+		{"presence-window", &c.Hub.PresenceWindow, d.Hub.PresenceWindow, "", "a room with only joins and leaves pending waits this long for more, so a join storm reaches each member in one write (a message goes at once; `0`: presence goes at once)"},
 		{"empty-room-ttl", &c.Hub.EmptyRoomTTL, d.Hub.EmptyRoomTTL, "", "an empty room, and its history, is dropped after this long"},
 	}
 }
@@ -154,6 +155,9 @@ func (o *options) resolve() (relay.Config, error) {
 	}
 	if cfg.History == 0 {
 		cfg.History = -1 // -history 0 means none; relay.Config's zero means the default
+	}
+	if cfg.Hub.PresenceWindow == 0 {
+		cfg.Hub.PresenceWindow = -1 // -presence-window 0 means none; shard.Config's zero means the default
 	}
 	return cfg, nil
 }

@@ -104,7 +104,8 @@ func TestSettingsKeepFlagDefaults(t *testing.T) {
 		"trusted-proxies": "",
 		// the room engine's, new with the table
 		"batch-msgs": "256", "batch-bytes": "65536", "presence-interval": "1s", "empty-room-ttl": "10m0s",
-		"compression": "true", // issue 13
+		"compression":     "true", // issue 13
+		"presence-window": "50ms", // issue 13 part 4
 	}
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	register(fs, settings(&options{}))
