@@ -98,6 +98,8 @@ type Bus struct {
 	mu   sync.Mutex
 	pubs map[string]*publisher // by room
 
+	work chan func() // unbuffered: hands a publisher to an idle worker (workers.go)
+
 	presMu sync.Mutex
 	pres   map[*presence]struct{} // followed rooms (presence.go)
 }
@@ -129,7 +131,8 @@ func Open(cfg Config) (*Bus, error) {
 	if cfg.PresenceTTL <= 0 {
 		cfg.PresenceTTL = 15 * time.Second
 	}
-	b := &Bus{cfg: cfg, log: cfg.Logger, pubs: map[string]*publisher{}, pres: map[*presence]struct{}{}, node: nuid.Next()}
+	b := &Bus{cfg: cfg, log: cfg.Logger, pubs: map[string]*publisher{}, pres: map[*presence]struct{}{}, node: nuid.Next(),
+		work: make(chan func())}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	if err := b.connect(); err != nil {
 		b.Close()
