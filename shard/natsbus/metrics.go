@@ -14,6 +14,7 @@ type metrics struct {
 	bad       prometheus.Counter // records that did not decode
 	modStored prometheus.Counter // moderation changes stored
 	watches   prometheus.Gauge   // rooms followed
+	workers   prometheus.Gauge   // publisher goroutines (workers.go)
 	connected prometheus.GaugeFunc
 }
 
@@ -39,6 +40,8 @@ func newMetrics(b *Bus) metrics {
 			Help: "Bans, timeouts and slow modes this node stored in the moderation bucket."}),
 		watches: prometheus.NewGauge(prometheus.GaugeOpts{Name: "roomcast_bus_rooms_followed",
 			Help: "Rooms this node follows in NATS (it has or lately had members in them)."}),
+		workers: prometheus.NewGauge(prometheus.GaugeOpts{Name: "roomcast_bus_publish_workers",
+			Help: "Goroutines storing rooms' records in JetStream: busy ones and idle ones kept for the next publish."}),
 		connected: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roomcast_bus_connected",
 			Help: "1 while the connection to NATS is up, else 0."}, func() float64 {
 			if b.Connected() {
@@ -50,5 +53,5 @@ func newMetrics(b *Bus) metrics {
 }
 
 func (m *metrics) all() []prometheus.Collector {
-	return []prometheus.Collector{m.publish, m.conflicts, m.failures, m.lastReads, m.msgs, m.bad, m.modStored, m.watches, m.connected}
+	return []prometheus.Collector{m.publish, m.conflicts, m.failures, m.lastReads, m.msgs, m.bad, m.modStored, m.watches, m.workers, m.connected}
 }

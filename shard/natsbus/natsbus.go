@@ -11,7 +11,9 @@
 // retries.
 // JetStream accepting the record is what makes the messages exist: only then
 // are their senders answered, and every node (the publisher too) learns them
-// from an ordered consumer of the subject. See docs/cluster.md.
+// from its one ordered consumer of the whole stream, after catching a room up
+// with an ordered consumer of the room's subject (watch.go). See
+// docs/cluster.md.
 package natsbus
 
 import (
@@ -98,6 +100,12 @@ type Bus struct {
 	mu   sync.Mutex
 	pubs map[string]*publisher // by room
 
+	work chan func() // unbuffered: hands a publisher to an idle worker (workers.go)
+
+	liveMu   sync.RWMutex
+	watchers map[string][]*watcher // by subject; a slice is replaced, never changed (watch.go)
+	liveStop func()                // stops the node's consumer of every room (startLive)
+
 	presMu sync.Mutex
 	pres   map[*presence]struct{} // followed rooms (presence.go)
 }
@@ -129,7 +137,8 @@ func Open(cfg Config) (*Bus, error) {
 	if cfg.PresenceTTL <= 0 {
 		cfg.PresenceTTL = 15 * time.Second
 	}
-	b := &Bus{cfg: cfg, log: cfg.Logger, pubs: map[string]*publisher{}, pres: map[*presence]struct{}{}, node: nuid.Next()}
+	b := &Bus{cfg: cfg, log: cfg.Logger, pubs: map[string]*publisher{}, pres: map[*presence]struct{}{}, node: nuid.Next(),
+		work: make(chan func()), watchers: map[string][]*watcher{}}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	if err := b.connect(); err != nil {
 		b.Close()
@@ -140,6 +149,10 @@ func Open(cfg Config) (*Bus, error) {
 		return nil, err
 	}
 	b.m = newMetrics(b)
+	if err := b.startLive(b.stream.CachedInfo().State.LastSeq + 1); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("natsbus: consumer of the rooms: %w", err)
+	}
 	go b.sweep()
 	go b.presenceLoop()
 	return b, nil
@@ -255,6 +268,9 @@ func (b *Bus) Connected() bool { return b.nc != nil && b.nc.IsConnected() }
 // embedded server).
 func (b *Bus) Close() {
 	b.cancel()
+	if b.liveStop != nil {
+		b.liveStop()
+	}
 	if b.nc != nil {
 		b.nc.Close()
 	}

@@ -76,7 +76,7 @@ func (b *Bus) enqueue(room string, pd pending) {
 	p.busy = true
 	p.mu.Unlock()
 	if start {
-		go p.run()
+		b.spawn(p.run)
 	}
 }
 
