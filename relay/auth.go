@@ -26,7 +26,9 @@ const tokenLeeway = 30 * time.Second
 
 // identity is who a connection is. Set by the upgrade; a refresh replaces
 // it with a new one on the session's loop (never changing user or anon).
-// Read-only once made.
+// Read-only once made: a token's identity is shared by every connection
+// the token admitted (the token cache hands out the same one); only an
+// anonymous viewer's, its own, gets its user id after identify.
 //
 // Every connection holds one, so it is kept small (24 bytes, see
 // TestIdentitySize): only the user id is its own; what the token grants is
@@ -123,9 +125,10 @@ func (a *authenticator) key(t *jwt.Token) (any, error) {
 	return nil, fmt.Errorf("unexpected alg %q", t.Method.Alg())
 }
 
-// identify checks a token ("" for none) and returns who it names, a new
-// identity the caller may change; the caller gives an anonymous viewer its
-// user id. The error text is the short reason sent with HTTP 401. A token
+// identify checks a token ("" for none) and returns who it names: for a
+// token, an identity shared with the token cache and other connections
+// (never change it); for none, a new anonymous identity, to which the
+// caller gives its user id. The error text is the short reason sent with HTTP 401. A token
 // verified before and not expired is answered from the cache. Called on
 // any loop.
 func (a *authenticator) identify(token string) (*identity, error) {
@@ -168,11 +171,25 @@ func (a *authenticator) verify(token string) (*identity, error) {
 	default:
 		return nil, fmt.Errorf("invalid token: unknown role %q", c.Role)
 	}
-	g := &grant{name: c.Name, role: c.Role, badges: c.Badges, rooms: c.Rooms}
+	// One allocation holds the identity and its grant, and one string the
+	// user id and the name: a connection's long-lived part of its token is
+	// two objects, not four scattered among the parse's garbage (memory
+	// per connection).
+	t := &tokenIdentity{}
+	s := c.Subject + c.Name
+	t.g = grant{name: s[len(c.Subject):], role: c.Role, badges: c.Badges, rooms: c.Rooms}
 	if c.ExpiresAt != nil {
-		g.exp = expNanos(c.ExpiresAt.Time)
+		t.g.exp = expNanos(c.ExpiresAt.Time)
 	}
-	return &identity{user: c.Subject, grant: g}, nil
+	t.identity = identity{user: s[:len(c.Subject)], grant: &t.g}
+	return &t.identity, nil
+}
+
+// tokenIdentity is a verified token's identity with its grant, allocated
+// together (verify).
+type tokenIdentity struct {
+	identity
+	g grant
 }
 
 // expNanos returns an expiry (after now: verify refused the others) in Unix

@@ -35,7 +35,7 @@ type tokenCache struct {
 
 type tokenEntry struct {
 	key        tokenKey
-	id         identity // held by value (no allocation of its own); get returns a copy, sharing its grant
+	id         *identity // read-only, shared with every connection the token admitted
 	prev, next int32
 }
 
@@ -52,10 +52,10 @@ func newTokenCache() *tokenCache {
 	return &tokenCache{idx: make(map[tokenKey]int32), head: -1, tail: -1}
 }
 
-// get returns a copy of the identity of a verified token, or nil if the
-// token is not cached or its identity has expired at now (then it is
-// dropped). The copy is its own (24 bytes); its grant, immutable, is
-// shared with the cache and every other copy.
+// get returns the identity of a verified token, or nil if the token is not
+// cached or its identity has expired at now (then it is dropped). The
+// identity is the cache's, shared by every connection of the token: never
+// change it (refresh makes a new one when it must).
 func (c *tokenCache) get(tok string, now time.Time) *identity {
 	if len(tok) > tokenCacheMax {
 		return nil
@@ -75,12 +75,11 @@ func (c *tokenCache) get(tok string, now time.Time) *identity {
 	}
 	c.unlink(i)
 	c.pushFront(i)
-	id := e.id
-	return &id
+	return e.id
 }
 
 // put remembers the identity of a token that just passed verification.
-// The cache keeps its own copy of id, sharing id's grant (never changed).
+// The cache keeps id itself: its caller must not change it after.
 func (c *tokenCache) put(tok string, id *identity) {
 	if len(tok) > tokenCacheMax {
 		return
@@ -89,13 +88,13 @@ func (c *tokenCache) put(tok string, id *identity) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if i, ok := c.idx[key]; ok {
-		c.ent[i].id = *id
+		c.ent[i].id = id
 		c.unlink(i)
 		c.pushFront(i)
 		return
 	}
 	i := c.slot()
-	c.ent[i] = tokenEntry{key: key, id: *id}
+	c.ent[i] = tokenEntry{key: key, id: id}
 	c.idx[key] = i
 	c.pushFront(i)
 }
