@@ -21,20 +21,18 @@ func TestRefreshLeavesSharedIdentity(t *testing.T) {
 	a.send(map[string]any{"t": "refresh", "ref": 1, "token": second})
 	a.expect("ack")
 	c := dial(t, srv, dialOpts{token: second}) // the cache's identity of second
-	for _, x := range []*client{a, b, c} {
+	d := dial(t, srv, dialOpts{}) // reads the messages
+	for _, x := range []*client{a, b, c, d} {
 		x.join("r", 2)
 	}
-	for i, x := range []*client{a, b, c} {
+	for i, x := range []*client{a, b, c} { // one at a time: in this order
 		x.send(map[string]any{"t": "send", "room": "r", "body": "hi", "ref": 3 + i})
+		x.expectAck(3 + i)
 	}
 	want := []string{"Ann", "Annie", "Annie"}
 	var got []string
 	for len(got) < len(want) {
-		f := c.next() // c's own ack and presence come between
-		if f.str("t") != "batch" {
-			continue
-		}
-		for _, m := range f.list("msgs") {
+		for _, m := range d.expect("batch").list("msgs") {
 			got = append(got, m.(map[string]any)["name"].(string))
 		}
 	}
