@@ -43,13 +43,38 @@ type identity struct {
 // grant is what a token grants: immutable once made, shared by every
 // identity of that token. Never change a field of a grant that was handed
 // out; make a new one.
+//
+// With a token per user, each connection has a grant of its own, so it is
+// kept small: badges and room patterns, which most tokens lack, are behind
+// one pointer (TestGrantSize).
 type grant struct {
-	name   string
-	role   string
+	name  string
+	role  string
+	lists *grantLists // nil when the token has neither badges nor rooms
+	exp   int64       // the token's expiry, in Unix nanoseconds; zero means none
+	anon  bool
+}
+
+// grantLists are a grant's lists, immutable as the grant.
+type grantLists struct {
 	badges []string // copied into the user's messages
 	rooms  []string // patterns of rooms the user may join; nil means all
-	exp    int64    // the token's expiry, in Unix nanoseconds; zero means none
-	anon   bool
+}
+
+// badges returns the badges copied into the user's messages.
+func (g *grant) badges() []string {
+	if g.lists == nil {
+		return nil
+	}
+	return g.lists.badges
+}
+
+// rooms returns the patterns of rooms the user may join; nil means all.
+func (g *grant) rooms() []string {
+	if g.lists == nil {
+		return nil
+	}
+	return g.lists.rooms
 }
 
 // anonGrant is the grant of every anonymous viewer.
@@ -177,7 +202,10 @@ func (a *authenticator) verify(token string) (*identity, error) {
 	// per connection).
 	t := &tokenIdentity{}
 	s := c.Subject + c.Name
-	t.g = grant{name: s[len(c.Subject):], role: c.Role, badges: c.Badges, rooms: c.Rooms}
+	t.g = grant{name: s[len(c.Subject):], role: c.Role}
+	if c.Badges != nil || c.Rooms != nil {
+		t.g.lists = &grantLists{badges: c.Badges, rooms: c.Rooms}
+	}
 	if c.ExpiresAt != nil {
 		t.g.exp = expNanos(c.ExpiresAt.Time)
 	}

@@ -21,7 +21,7 @@ func TestRefreshLeavesSharedIdentity(t *testing.T) {
 	a.send(map[string]any{"t": "refresh", "ref": 1, "token": second})
 	a.expect("ack")
 	c := dial(t, srv, dialOpts{token: second}) // the cache's identity of second
-	d := dial(t, srv, dialOpts{}) // reads the messages
+	d := dial(t, srv, dialOpts{})              // reads the messages
 	for _, x := range []*client{a, b, c, d} {
 		x.join("r", 2)
 	}

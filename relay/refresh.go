@@ -49,7 +49,7 @@ func (s *session) refresh(c *proto.Command) {
 			continue
 		}
 		ms := s.rooms[i]
-		if name := ms.Room().Name(); !roomAllowed(id.rooms, name) {
+		if name := ms.Room().Name(); !roomAllowed(id.rooms(), name) {
 			s.rooms.remove(name)
 			ms.Leave()
 			s.reply(&proto.Kicked{T: proto.TKicked, Room: name, Reason: "token"})

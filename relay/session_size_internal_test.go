@@ -20,3 +20,12 @@ func TestIdentitySize(t *testing.T) {
 		t.Errorf("identity is %d bytes, want at most 24: put what the token grants in grant", n)
 	}
 }
+
+// TestGrantSize keeps a token's identity and grant, allocated together
+// (auth.go tokenIdentity), in the 80-byte size class: with a token per user
+// each connection has its own.
+func TestGrantSize(t *testing.T) {
+	if n := unsafe.Sizeof(tokenIdentity{}); n > 80 {
+		t.Errorf("tokenIdentity is %d bytes, want at most 80: put what few tokens have in grantLists", n)
+	}
+}
