@@ -64,7 +64,7 @@ func TestTokenCacheExpiry(t *testing.T) {
 		if _, err := a.identify(tok); err != nil { // cached again
 			t.Fatal(err)
 		}
-		i := a.cache.idx[keyOf(tok)]
+		i, _ := a.cache.idx.get(keyOf(tok), a.cache.ent)
 		a.cache.ent[i].id.grant = &grant{role: roleUser, exp: time.Now().Add(-ago).UnixNano()}
 		if id := a.cache.get(tok, time.Now()); id != nil {
 			t.Fatalf("expired %v ago: cache answered %+v", ago, id)
@@ -126,8 +126,8 @@ func TestTokenCacheBounded(t *testing.T) {
 	// The list and the index agree.
 	n := 0
 	for i := c.head; i >= 0; i = c.ent[i].next {
-		if c.idx[c.ent[i].key] != i {
-			t.Fatalf("slot %d: index says %d", i, c.idx[c.ent[i].key])
+		if j, ok := c.idx.get(c.ent[i].key, c.ent); !ok || j != i {
+			t.Fatalf("slot %d: index says %d", i, j)
 		}
 		n++
 	}
