@@ -27,8 +27,12 @@ import (
 // ROOMCAST_MEM_PROFILE=FILE writes a heap profile of the held state (read it
 // with go tool pprof -sample_index=inuse_space -top). The test fails when the
 // heap grows by more than ROOMCAST_MEM_BUDGET bytes per connection (default
-// 1024). Skipped without ROOMCAST_MEM; run it without -race (the race
-// detector's shadow memory is not the relay's).
+// 1024). It also logs, per connection, the growth of VmRSS and of the
+// runtime's MemStats parts (heap spans, live objects, heap kept but not
+// returned, stacks, span structures, GC metadata), once connected and
+// again after debug.FreeOSMemory (as the relay's trim does). Skipped
+// without ROOMCAST_MEM; run it without -race (the race detector's shadow
+// memory is not the relay's).
 func TestMemoryPerIdleConnection(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("ROOMCAST_MEM"))
 	if n <= 0 {
