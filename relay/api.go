@@ -249,14 +249,14 @@ func (s *Server) checkMessage(body string, meta map[string]string) (string, prot
 
 // remember and forget keep the index of connections by user, for
 // /api/disconnect and bans. Called on the session's loop, once each. Most
-// users have one connection, so a slice beats a set.
+// users have one connection (see userIndex).
 func (s *Server) remember(ss *session) {
 	if ss.id.anon {
 		return // per-connection ids that appear nowhere: not worth the memory
 	}
 	s.usersMu.Lock()
 	defer s.usersMu.Unlock()
-	s.users[ss.id.user] = append(s.users[ss.id.user], ss)
+	s.users.add(ss.id.user, ss)
 }
 
 func (s *Server) forget(ss *session) {
@@ -265,19 +265,7 @@ func (s *Server) forget(ss *session) {
 	}
 	s.usersMu.Lock()
 	defer s.usersMu.Unlock()
-	list := s.users[ss.id.user]
-	for i, x := range list {
-		if x == ss {
-			list[i] = list[len(list)-1]
-			list = list[:len(list)-1]
-			break
-		}
-	}
-	if len(list) == 0 {
-		delete(s.users, ss.id.user)
-	} else {
-		s.users[ss.id.user] = list
-	}
+	s.users.remove(ss.id.user, ss)
 }
 
 // disconnectUser closes every connection of user with code, each on its own
@@ -290,7 +278,7 @@ func (s *Server) disconnectUser(user string, code proto.CloseCode, reason string
 // user, and returns how many there were. Any goroutine.
 func (s *Server) onSessionsOf(user string, task func(*session) gnet.Runnable) int {
 	s.usersMu.Lock()
-	list := append([]*session(nil), s.users[user]...)
+	list := s.users.appendTo(nil, user)
 	s.usersMu.Unlock()
 	for _, ss := range list {
 		_ = ss.loop.el.Execute(context.Background(), task(ss))

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -26,7 +28,9 @@ const tokenLeeway = 30 * time.Second
 
 // identity is who a connection is. Set by the upgrade; a refresh replaces
 // it with a new one on the session's loop (never changing user or anon).
-// Read-only once made.
+// Read-only once made: a token's identity is shared by every connection
+// the token admitted (the token cache hands out the same one); only an
+// anonymous viewer's, its own, gets its user id after identify.
 //
 // Every connection holds one, so it is kept small (24 bytes, see
 // TestIdentitySize): only the user id is its own; what the token grants is
@@ -41,13 +45,38 @@ type identity struct {
 // grant is what a token grants: immutable once made, shared by every
 // identity of that token. Never change a field of a grant that was handed
 // out; make a new one.
+//
+// With a token per user, each connection has a grant of its own, so it is
+// kept small: badges and room patterns, which most tokens lack, are behind
+// one pointer (TestGrantSize).
 type grant struct {
-	name   string
-	role   string
+	name  string
+	role  string
+	lists *grantLists // nil when the token has neither badges nor rooms
+	exp   int64       // the token's expiry, in Unix nanoseconds; zero means none
+	anon  bool
+}
+
+// grantLists are a grant's lists, immutable as the grant.
+type grantLists struct {
 	badges []string // copied into the user's messages
 	rooms  []string // patterns of rooms the user may join; nil means all
-	exp    int64    // the token's expiry, in Unix nanoseconds; zero means none
-	anon   bool
+}
+
+// badges returns the badges copied into the user's messages.
+func (g *grant) badges() []string {
+	if g.lists == nil {
+		return nil
+	}
+	return g.lists.badges
+}
+
+// rooms returns the patterns of rooms the user may join; nil means all.
+func (g *grant) rooms() []string {
+	if g.lists == nil {
+		return nil
+	}
+	return g.lists.rooms
 }
 
 // anonGrant is the grant of every anonymous viewer.
@@ -74,6 +103,7 @@ type authenticator struct {
 	rsa    *rsa.PublicKey    // RS256
 	ed     ed25519.PublicKey // EdDSA
 	cache  *tokenCache       // verified tokens (tokencache.go)
+	slab   identitySlab      // where verify makes identities
 }
 
 var (
@@ -123,9 +153,10 @@ func (a *authenticator) key(t *jwt.Token) (any, error) {
 	return nil, fmt.Errorf("unexpected alg %q", t.Method.Alg())
 }
 
-// identify checks a token ("" for none) and returns who it names, a new
-// identity the caller may change; the caller gives an anonymous viewer its
-// user id. The error text is the short reason sent with HTTP 401. A token
+// identify checks a token ("" for none) and returns who it names: for a
+// token, an identity shared with the token cache and other connections
+// (never change it); for none, a new anonymous identity, to which the
+// caller gives its user id. The error text is the short reason sent with HTTP 401. A token
 // verified before and not expired is answered from the cache. Called on
 // any loop.
 func (a *authenticator) identify(token string) (*identity, error) {
@@ -168,11 +199,66 @@ func (a *authenticator) verify(token string) (*identity, error) {
 	default:
 		return nil, fmt.Errorf("invalid token: unknown role %q", c.Role)
 	}
-	g := &grant{name: c.Name, role: c.Role, badges: c.Badges, rooms: c.Rooms}
-	if c.ExpiresAt != nil {
-		g.exp = expNanos(c.ExpiresAt.Time)
+	t, s := a.slab.take(c.Subject, c.Name)
+	t.g = grant{name: s[len(c.Subject):], role: c.Role}
+	if c.Badges != nil || c.Rooms != nil {
+		t.g.lists = &grantLists{badges: c.Badges, rooms: c.Rooms}
 	}
-	return &identity{user: c.Subject, grant: g}, nil
+	if c.ExpiresAt != nil {
+		t.g.exp = expNanos(c.ExpiresAt.Time)
+	}
+	t.identity = identity{user: s[:len(c.Subject)], grant: &t.g}
+	return &t.identity, nil
+}
+
+// tokenIdentity is a verified token's identity with its grant, allocated
+// together (verify).
+type tokenIdentity struct {
+	identity
+	g grant
+}
+
+// Verified identities are carved from chunks (identitySlab), away from the
+// parse's garbage: a parse makes about 45 objects, and a long-lived object
+// made among them keeps its whole span in use after they are collected.
+const (
+	slabIdentities = 64   // tokenIdentity per chunk (5 KiB)
+	slabBytes      = 2048 // bytes of user ids and names per chunk
+	slabMaxString  = 256  // a longer user id and name get an allocation of their own
+)
+
+// identitySlab hands out the long-lived parts of verified tokens. Any
+// loop calls take; mu guards everything. A chunk stays in memory while
+// any identity or string carved from it is used (the token cache holds
+// the recent ones anyway).
+type identitySlab struct {
+	mu  sync.Mutex
+	ids []tokenIdentity // the current chunk's unused identities
+	str strings.Builder // the current chunk of strings; bytes written are never changed
+}
+
+// take returns a new zero tokenIdentity and one string holding user then
+// name.
+func (s *identitySlab) take(user, name string) (*tokenIdentity, string) {
+	n := len(user) + len(name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.ids) == 0 {
+		s.ids = make([]tokenIdentity, slabIdentities)
+	}
+	t := &s.ids[0]
+	s.ids = s.ids[1:]
+	if n > slabMaxString {
+		return t, user + name
+	}
+	if s.str.Cap()-s.str.Len() < n {
+		s.str = strings.Builder{} // the old chunk lives on in its strings
+		s.str.Grow(slabBytes)
+	}
+	start := s.str.Len()
+	s.str.WriteString(user)
+	s.str.WriteString(name)
+	return t, s.str.String()[start:]
 }
 
 // expNanos returns an expiry (after now: verify refused the others) in Unix

@@ -100,11 +100,11 @@ func identifyCases(t testing.TB) []identifyCase {
 	return []identifyCase{
 		{"empty: anonymous", "", &identity{grant: &grant{role: roleViewer, anon: true}}},
 		{"all claims", full, &identity{user: "alice", grant: &grant{name: "Alice", role: roleMod,
-			rooms: []string{"lobby:*", "dm:alice"}, badges: []string{"sub", "vip"}}}},
+			lists: &grantLists{rooms: []string{"lobby:*", "dm:alice"}, badges: []string{"sub", "vip"}}}}},
 		{"sub only: role user", fuzzHS256(t, jwt.MapClaims{"sub": "u1"}), &identity{user: "u1", grant: &grant{role: roleUser}}},
 		{"admin", fuzzHS256(t, jwt.MapClaims{"sub": "x", "role": "admin"}), &identity{user: "x", grant: &grant{role: roleAdmin}}},
 		{"bot", fuzzHS256(t, jwt.MapClaims{"sub": "x", "role": "bot"}), &identity{user: "x", grant: &grant{role: roleBot}}},
-		{"empty rooms", fuzzHS256(t, jwt.MapClaims{"sub": "x", "rooms": []string{}}), &identity{user: "x", grant: &grant{role: roleUser, rooms: []string{}}}},
+		{"empty rooms", fuzzHS256(t, jwt.MapClaims{"sub": "x", "rooms": []string{}}), &identity{user: "x", grant: &grant{role: roleUser, lists: &grantLists{rooms: []string{}}}}},
 		{"exp in the future", fuzzHS256(t, jwt.MapClaims{"sub": "x", "exp": now.Add(time.Minute).Unix()}), &identity{user: "x", grant: &grant{role: roleUser}}},
 		{"nbf within leeway", fuzzHS256(t, jwt.MapClaims{"sub": "x", "nbf": now.Add(10 * time.Second).Unix()}), &identity{user: "x", grant: &grant{role: roleUser}}},
 		{"expired 10s ago (no leeway on exp)", fuzzHS256(t, jwt.MapClaims{"sub": "x", "exp": now.Add(-10 * time.Second).Unix()}), nil},
@@ -147,8 +147,8 @@ func TestIdentify(t *testing.T) {
 				t.Fatalf("refused: %v", err)
 			}
 			if id.user != c.want.user || id.name != c.want.name || id.role != c.want.role || id.anon != c.want.anon ||
-				!slices.Equal(id.rooms, c.want.rooms) || (id.rooms == nil) != (c.want.rooms == nil) ||
-				!slices.Equal(id.badges, c.want.badges) {
+				!slices.Equal(id.rooms(), c.want.rooms()) || (id.rooms() == nil) != (c.want.rooms() == nil) ||
+				!slices.Equal(id.badges(), c.want.badges()) {
 				t.Fatalf("identity = %+v, want %+v", id, c.want)
 			}
 		})

@@ -49,7 +49,7 @@ func (s *session) join(c *proto.Command) {
 		s.fail(c.Ref, proto.CodeBadRoom, "room names match ^[A-Za-z0-9][A-Za-z0-9:._-]{0,63}$", c.Room)
 		return
 	}
-	if !roomAllowed(s.id.rooms, c.Room) {
+	if !roomAllowed(s.id.rooms(), c.Room) {
 		s.fail(c.Ref, proto.CodeForbidden, "your token does not allow this room", c.Room)
 		return
 	}
@@ -186,7 +186,7 @@ func (s *session) send(c *proto.Command) {
 		return
 	}
 	m := &shard.Message{From: s.id.user, Name: s.id.name,
-		Body: c.Body, Badges: s.id.badges, Meta: c.Meta, SlowExempt: s.id.role != roleUser}
+		Body: c.Body, Badges: s.id.badges(), Meta: c.Meta, SlowExempt: s.id.role != roleUser}
 	switch {
 	case pol.hook != nil:
 		s.sendHooked(c, m, pol.hook, whisper) // answered once the hook and the room did (hook.go)

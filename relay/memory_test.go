@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"testing"
@@ -26,8 +27,12 @@ import (
 // ROOMCAST_MEM_PROFILE=FILE writes a heap profile of the held state (read it
 // with go tool pprof -sample_index=inuse_space -top). The test fails when the
 // heap grows by more than ROOMCAST_MEM_BUDGET bytes per connection (default
-// 1024). Skipped without ROOMCAST_MEM; run it without -race (the race
-// detector's shadow memory is not the relay's).
+// 1024). It also logs, per connection, the growth of VmRSS and of the
+// runtime's MemStats parts (heap spans, live objects, heap kept but not
+// returned, stacks, span structures, GC metadata), once connected and
+// again after debug.FreeOSMemory (as the relay's trim does). Skipped
+// without ROOMCAST_MEM; run it without -race (the race detector's shadow
+// memory is not the relay's).
 func TestMemoryPerIdleConnection(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("ROOMCAST_MEM"))
 	if n <= 0 {
@@ -62,6 +67,8 @@ func TestMemoryPerIdleConnection(t *testing.T) {
 		joins[i] = joinFrame(fmt.Sprintf("mem-%d", i))
 	}
 	var buf [4096]byte
+	debug.FreeOSMemory()
+	before := readMem()
 	base, baseLive := heapInUse()
 	g0 := runtime.NumGoroutine()
 	t.Cleanup(func() {
@@ -84,6 +91,10 @@ func TestMemoryPerIdleConnection(t *testing.T) {
 	per := float64(held-base) / float64(n)
 	t.Logf("%d idle connections (rooms %d, users %v): heap in use %d -> %d B, %.0f B per connection (live objects %.0f B); goroutines %d -> %d",
 		n, rooms, users, base, held, per, float64(heldLive-baseLive)/float64(n), g0, runtime.NumGoroutine())
+	after := readMem()
+	debug.FreeOSMemory()
+	trimmed := readMem()
+	t.Logf("per connection, connected / after FreeOSMemory: %s", before.perConn(after, trimmed, n))
 	if f := os.Getenv("ROOMCAST_MEM_PROFILE"); f != "" {
 		w, err := os.Create(f)
 		if err != nil {
@@ -196,4 +207,51 @@ func readUntil(fd int, want []byte, buf *[4096]byte) error {
 		got += n
 	}
 	return nil
+}
+
+// memSnap is what the process holds, as the runtime and the kernel see it.
+type memSnap struct {
+	m   runtime.MemStats
+	rss uint64 // VmRSS, bytes; 0 if /proc/self/status cannot be read
+}
+
+func readMem() memSnap {
+	var s memSnap
+	runtime.ReadMemStats(&s.m)
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		if i := bytes.Index(b, []byte("VmRSS:")); i >= 0 {
+			f := bytes.Fields(b[i+len("VmRSS:"):])
+			if len(f) > 0 {
+				kb, _ := strconv.ParseUint(string(f[0]), 10, 64)
+				s.rss = kb << 10
+			}
+		}
+	}
+	return s
+}
+
+// perConn formats the growth from s to a and to b (a after
+// debug.FreeOSMemory) per connection, in bytes.
+func (s memSnap) perConn(a, b memSnap, n int) string {
+	d := func(x, y uint64) string {
+		return fmt.Sprintf("%.0f", (float64(x)-float64(y))/float64(n))
+	}
+	var out bytes.Buffer
+	for _, f := range []struct {
+		name string
+		get  func(m memSnap) uint64
+	}{
+		{"VmRSS", func(m memSnap) uint64 { return m.rss }},
+		{"HeapInuse", func(m memSnap) uint64 { return m.m.HeapInuse }},
+		{"HeapAlloc", func(m memSnap) uint64 { return m.m.HeapAlloc }},
+		{"HeapIdle-Released", func(m memSnap) uint64 { return m.m.HeapIdle - m.m.HeapReleased }},
+		{"StackInuse", func(m memSnap) uint64 { return m.m.StackInuse }},
+		{"MSpanInuse", func(m memSnap) uint64 { return m.m.MSpanInuse }},
+		{"GCSys", func(m memSnap) uint64 { return m.m.GCSys }},
+		{"OtherSys", func(m memSnap) uint64 { return m.m.OtherSys }},
+		{"Sys", func(m memSnap) uint64 { return m.m.Sys - m.m.HeapReleased }},
+	} {
+		fmt.Fprintf(&out, "%s %s/%s ", f.name, d(f.get(a), f.get(s)), d(f.get(b), f.get(s)))
+	}
+	return out.String()
 }

@@ -121,7 +121,7 @@ func (s *session) mod(c *proto.Command) {
 		s.fail(c.Ref, proto.CodeForbidden, "moderation needs role mod or admin", c.Room)
 		return
 	}
-	if !roomAllowed(s.id.rooms, c.Room) {
+	if !roomAllowed(s.id.rooms(), c.Room) {
 		s.fail(c.Ref, proto.CodeForbidden, "your token does not allow this room", c.Room)
 		return
 	}

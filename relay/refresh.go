@@ -36,9 +36,9 @@ func (s *session) refresh(c *proto.Command) {
 		return
 	}
 	if id.name != s.id.name { // members lists and messages keep the name of the upgrade
-		g := *id.grant // the token's grant is shared: change a copy
+		g := *id.grant // the token's identity and grant are shared: make new ones
 		g.name = s.id.name
-		id.grant = &g
+		id = &identity{user: id.user, grant: &g}
 	}
 	s.id = id
 	// remove moves the last one to i. A kicked reply whose write fails
@@ -49,7 +49,7 @@ func (s *session) refresh(c *proto.Command) {
 			continue
 		}
 		ms := s.rooms[i]
-		if name := ms.Room().Name(); !roomAllowed(id.rooms, name) {
+		if name := ms.Room().Name(); !roomAllowed(id.rooms(), name) {
 			s.rooms.remove(name)
 			ms.Leave()
 			s.reply(&proto.Kicked{T: proto.TKicked, Room: name, Reason: "token"})

@@ -50,7 +50,7 @@ type Server struct {
 	loops   atomic.Pointer[[]*loop] // copy on write, indexed by discovery order
 
 	usersMu sync.Mutex
-	users   map[string][]*session // open sessions by user id
+	users   userIndex // open sessions by user id (session_users.go)
 
 	draining atomic.Bool
 	failed   atomic.Pointer[error] // why the event loops stopped on their own; nil while they run
@@ -81,7 +81,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, policies: pols, ips: ips, proxies: proxies, auth: auth, booted: make(chan struct{}),
-		users: map[string][]*session{}, stopped: make(chan error, 1), done: make(chan error, 1), quit: make(chan struct{})}
+		users: newUserIndex(), stopped: make(chan error, 1), done: make(chan error, 1), quit: make(chan struct{})}
 	hc := cfg.Hub
 	hc.Loops = cfg.Loops
 	hc.Policy = func(ns string) shard.Policy { return pols.get(ns).shard }

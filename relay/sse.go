@@ -225,7 +225,7 @@ func (s *session) openSSE(req *http.Request) {
 		s.refuse(r, msg)
 		return
 	}
-	if !roomAllowed(id.rooms, room) || !srv.mayRead(id, room) { // mayRead: inboxes (inbox.go)
+	if !roomAllowed(id.rooms(), room) || !srv.mayRead(id, room) { // mayRead: inboxes (inbox.go)
 		srv.ips.release(a.ip)
 		s.refuse(refRoom, "")
 		return

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"sync"
 	"time"
 )
@@ -26,16 +27,16 @@ const (
 // put (the upgrade, /sse admission and refresh); mu guards everything.
 type tokenCache struct {
 	mu   sync.Mutex
-	idx  map[tokenKey]int32 // token's key -> slot in ent
-	ent  []tokenEntry       // grows to tokenCacheSize, then slots are reused
-	free []int32            // slots of dropped (expired) entries
-	head int32              // most recently used; -1 when empty
-	tail int32              // least recently used; -1 when empty
+	idx  tokenIndex   // token's key -> slot in ent
+	ent  []tokenEntry // grows to tokenCacheSize, then slots are reused
+	free []int32      // slots of dropped (expired) entries
+	head int32        // most recently used; -1 when empty
+	tail int32        // least recently used; -1 when empty
 }
 
 type tokenEntry struct {
 	key        tokenKey
-	id         identity // held by value (no allocation of its own); get returns a copy, sharing its grant
+	id         *identity // read-only, shared with every connection the token admitted
 	prev, next int32
 }
 
@@ -49,13 +50,13 @@ func keyOf(tok string) (k tokenKey) {
 }
 
 func newTokenCache() *tokenCache {
-	return &tokenCache{idx: make(map[tokenKey]int32), head: -1, tail: -1}
+	return &tokenCache{head: -1, tail: -1}
 }
 
-// get returns a copy of the identity of a verified token, or nil if the
-// token is not cached or its identity has expired at now (then it is
-// dropped). The copy is its own (24 bytes); its grant, immutable, is
-// shared with the cache and every other copy.
+// get returns the identity of a verified token, or nil if the token is not
+// cached or its identity has expired at now (then it is dropped). The
+// identity is the cache's, shared by every connection of the token: never
+// change it (refresh makes a new one when it must).
 func (c *tokenCache) get(tok string, now time.Time) *identity {
 	if len(tok) > tokenCacheMax {
 		return nil
@@ -63,7 +64,7 @@ func (c *tokenCache) get(tok string, now time.Time) *identity {
 	key := keyOf(tok)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	i, ok := c.idx[key]
+	i, ok := c.idx.get(key, c.ent)
 	if !ok {
 		return nil
 	}
@@ -75,12 +76,11 @@ func (c *tokenCache) get(tok string, now time.Time) *identity {
 	}
 	c.unlink(i)
 	c.pushFront(i)
-	id := e.id
-	return &id
+	return e.id
 }
 
 // put remembers the identity of a token that just passed verification.
-// The cache keeps its own copy of id, sharing id's grant (never changed).
+// The cache keeps id itself: its caller must not change it after.
 func (c *tokenCache) put(tok string, id *identity) {
 	if len(tok) > tokenCacheMax {
 		return
@@ -88,15 +88,15 @@ func (c *tokenCache) put(tok string, id *identity) {
 	key := keyOf(tok)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if i, ok := c.idx[key]; ok {
-		c.ent[i].id = *id
+	if i, ok := c.idx.get(key, c.ent); ok {
+		c.ent[i].id = id
 		c.unlink(i)
 		c.pushFront(i)
 		return
 	}
 	i := c.slot()
-	c.ent[i] = tokenEntry{key: key, id: *id}
-	c.idx[key] = i
+	c.ent[i] = tokenEntry{key: key, id: id}
+	c.idx.add(key, i, c.ent)
 	c.pushFront(i)
 }
 
@@ -114,13 +114,13 @@ func (c *tokenCache) slot() int32 {
 	}
 	i := c.tail
 	c.unlink(i)
-	delete(c.idx, c.ent[i].key)
+	c.idx.remove(c.ent[i].key, c.ent)
 	return i
 }
 
 // drop removes entry i (unlinked already).
 func (c *tokenCache) drop(i int32) {
-	delete(c.idx, c.ent[i].key)
+	c.idx.remove(c.ent[i].key, c.ent)
 	c.ent[i] = tokenEntry{}
 	c.free = append(c.free, i)
 }
@@ -158,5 +158,86 @@ func (c *tokenCache) pushFront(i int32) {
 func (c *tokenCache) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.idx)
+	return c.idx.n
+}
+
+// tokenIndex finds a key's entry: an open-addressing table of entry slots
+// (linear probing, at most half full), 4 to 8 bytes per cached token where
+// a map takes about 35 (BENCHMARKS.md, memory per connection). The keys
+// are hashes already, so their first 8 bytes place them. Owned by its
+// tokenCache (under its mu); every method takes the cache's entries.
+type tokenIndex struct {
+	tab []int32 // entry slot + 1; 0 is empty. Its length is a power of two
+	n   int     // keys held
+}
+
+func (x *tokenIndex) home(k tokenKey) int {
+	return int(binary.LittleEndian.Uint64(k[:8]) & uint64(len(x.tab)-1))
+}
+
+// find returns where k is in tab, or the empty place where it would go.
+func (x *tokenIndex) find(k tokenKey, ent []tokenEntry) (int, bool) {
+	p := x.home(k)
+	for x.tab[p] != 0 {
+		if ent[x.tab[p]-1].key == k {
+			return p, true
+		}
+		p = (p + 1) & (len(x.tab) - 1)
+	}
+	return p, false
+}
+
+// get returns the entry slot of k.
+func (x *tokenIndex) get(k tokenKey, ent []tokenEntry) (int32, bool) {
+	if x.n == 0 {
+		return 0, false
+	}
+	p, ok := x.find(k, ent)
+	return x.tab[p] - 1, ok
+}
+
+// add indexes k (not held) at entry slot i; ent[i].key is k.
+func (x *tokenIndex) add(k tokenKey, i int32, ent []tokenEntry) {
+	if 2*(x.n+1) > len(x.tab) {
+		x.grow(ent)
+	}
+	p, _ := x.find(k, ent)
+	x.tab[p] = i + 1
+	x.n++
+}
+
+// grow doubles the table (the first is 64 places) and places every key
+// again.
+func (x *tokenIndex) grow(ent []tokenEntry) {
+	old := x.tab
+	x.tab = make([]int32, max(64, 2*len(old)))
+	for _, v := range old {
+		if v != 0 {
+			p, _ := x.find(ent[v-1].key, ent)
+			x.tab[p] = v
+		}
+	}
+}
+
+// remove drops k, if held (backward-shift deletion: no tombstones).
+func (x *tokenIndex) remove(k tokenKey, ent []tokenEntry) {
+	if x.n == 0 {
+		return
+	}
+	p, ok := x.find(k, ent)
+	if !ok {
+		return
+	}
+	mask := len(x.tab) - 1
+	x.tab[p] = 0
+	x.n--
+	for j := (p + 1) & mask; x.tab[j] != 0; j = (j + 1) & mask {
+		// The key at j may move to the hole at p unless its home lies
+		// cyclically in (p, j].
+		h := x.home(ent[x.tab[j]-1].key)
+		if (j > p && (h <= p || h > j)) || (j < p && h <= p && h > j) {
+			x.tab[p], x.tab[j] = x.tab[j], 0
+			p = j
+		}
+	}
 }

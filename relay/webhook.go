@@ -458,7 +458,7 @@ func (s *Server) offline(ids []string) []string {
 	s.usersMu.Lock()
 	defer s.usersMu.Unlock()
 	for _, id := range ids {
-		if len(s.users[id]) == 0 {
+		if !s.users.has(id) {
 			out = append(out, id)
 		}
 	}
