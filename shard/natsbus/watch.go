@@ -62,6 +62,7 @@ func (b *Bus) Watch(room string, f shard.Feed) (stop func()) {
 	p := b.watched(room)
 	w := &watcher{p: p, f: f}
 	b.addWatcher(w)
+	b.m.watches.Inc() // a room is followed from Watch to stop, not only while it catches up
 	go b.watch(ctx, w)
 	stopPresence := b.followPresence(room, f)
 	var once sync.Once
@@ -69,6 +70,7 @@ func (b *Bus) Watch(room string, f shard.Feed) (stop func()) {
 		cancel()
 		stopPresence()
 		once.Do(func() {
+			b.m.watches.Dec()
 			b.removeWatcher(w)
 			p.mu.Lock()
 			p.watches--
@@ -196,8 +198,6 @@ func (w *watcher) signalLocked() {
 // the catch-up up (NATS unreachable) or an overflow.
 func (b *Bus) watch(ctx context.Context, w *watcher) {
 	subj := w.p.subj
-	b.m.watches.Inc()
-	defer b.m.watches.Dec()
 	wait := b.cfg.ReconnectWait
 	for ctx.Err() == nil {
 		err := b.catchUp(ctx, w)

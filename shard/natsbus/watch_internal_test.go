@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 )
 
 // A watch that starts while another node keeps publishing in the room gets
@@ -102,5 +104,29 @@ func TestLiveSkipsUnfollowedRooms(t *testing.T) {
 	}
 	if got := fb.got(); !slices.Equal(got, seqRange(1, 6)) {
 		t.Errorf("room b: %v, want 1..6", got)
+	}
+}
+
+// roomcast_bus_rooms_followed counts a room from Watch until its stop, not
+// only while it catches up.
+func TestRoomsFollowedGauge(t *testing.T) {
+	ns := runServer(t, t.TempDir(), -1)
+	b := open(t, Config{URL: ns.ClientURL()})
+	followed := func() float64 {
+		var m dto.Metric
+		_ = b.m.watches.Write(&m)
+		return m.GetGauge().GetValue()
+	}
+	f := newRecFeed()
+	stop := b.Watch("gauge:a", f)
+	<-f.synced
+	time.Sleep(20 * time.Millisecond) // the catch-up goroutine has ended
+	if got := followed(); got != 1 {
+		t.Fatalf("rooms followed after the catch-up = %v, want 1", got)
+	}
+	stop()
+	stop() // twice is once
+	if got := followed(); got != 0 {
+		t.Fatalf("rooms followed after stop = %v, want 0", got)
 	}
 }
