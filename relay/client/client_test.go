@@ -108,7 +108,9 @@ func TestRestartGap(t *testing.T) {
 	srv := startRelay(t, "", nil)
 	addr := srv.Addr()
 	st := make(states, 64)
-	c := dial(t, srv, "u", client.Options{OnState: st.on})
+	// Back-off capped low: the restart may take seconds on a loaded machine,
+	// and this test is about the gap, not about how long the client waits.
+	c := dial(t, srv, "u", client.Options{OnState: st.on, MaxBackoff: 500 * time.Millisecond})
 	r := join(t, c, "game:1", client.JoinOptions{})
 	for i := 0; i < 5; i++ {
 		if _, err := srv.Hub().Publish("game:1", &shard.Message{From: "bot", Body: "old"}); err != nil {
@@ -134,7 +136,7 @@ func TestRestartGap(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() { stopRelay(t, srv2) })
-	st.wait(t, client.Connected, 5*time.Second)
+	st.wait(t, client.Connected, 10*time.Second)
 	for i := 0; i < 3; i++ {
 		if _, err := srv2.Hub().Publish("game:1", &shard.Message{From: "bot", Body: "new"}); err != nil {
 			t.Fatal(err)
