@@ -3,6 +3,7 @@ package shard
 import (
 	"context"
 	"time"
+	"unsafe"
 
 	"github.com/roomcast/roomcast/relay/proto"
 )
@@ -108,6 +109,7 @@ func (r *Room) kickLocked() bool {
 		}
 	}
 	r.inFlight = true
+	r.flights++
 	return true
 }
 
@@ -477,4 +479,75 @@ func (ms *Membership) deliver(fl *flight) (deliveries, writes int64) {
 		writes++
 	}
 	return deliveries, writes
+}
+
+// trimBytes is the most a buffer of an idle room's flight (or its pending
+// slice) keeps: a bigger one, grown by a burst such as a join storm, is let
+// go by the housekeeper's trim pass. A quiet room's flights (a few
+// messages, a presence event) fit well within it.
+const trimBytes = 4 << 10
+
+// trimEvery is how often the housekeeper looks for idle rooms to trim. A
+// room is idle when no flight started since the previous pass, so a room's
+// buffers go 1 to 2 passes after its last flight.
+const trimEvery = 5 * time.Second
+
+// Sizes of the elements of the trimmed slices.
+const (
+	itemSize   = int(unsafe.Sizeof(item{}))
+	partSize   = int(unsafe.Sizeof(part{}))
+	targetSize = int(unsafe.Sizeof((*loopRoom)(nil)))
+	sliceSize  = int(unsafe.Sizeof([]byte(nil)))
+)
+
+// trimLocked lets go of the flight buffers (and the pending slice) bigger
+// than trimBytes if the room started no flight since the last trim pass and
+// has none under way nor events pending: outside a flight, fl is the
+// room's, under r.mu. A busy room keeps its buffers (the flush path stays
+// free of allocations); a room that goes quiet after a burst returns to the
+// size of a quiet one. Called by the housekeeper only.
+func (r *Room) trimLocked() {
+	if r.flights != r.trimFlights {
+		r.trimFlights = r.flights
+		return
+	}
+	if r.inFlight || len(r.pending) > 0 {
+		return
+	}
+	if cap(r.pending)*itemSize > trimBytes {
+		r.pending = nil
+	}
+	fl := &r.fl
+	if cap(fl.items)*itemSize > trimBytes {
+		fl.items = nil
+	}
+	if cap(fl.parts)*partSize > trimBytes {
+		fl.parts = nil
+	}
+	if cap(fl.targets)*targetSize > trimBytes {
+		fl.targets = nil
+	}
+	if cap(fl.scratch)*sliceSize > trimBytes {
+		fl.scratch = nil
+	}
+	for w := range fl.all {
+		if cap(fl.all[w]) > trimBytes {
+			fl.all[w] = nil
+		}
+		if cap(fl.vall[w]) > trimBytes {
+			fl.vall[w] = nil
+		}
+	}
+}
+
+// retainedLocked is the capacity in bytes of the buffers trimLocked looks
+// at (for tests).
+func (r *Room) retainedLocked() int {
+	fl := &r.fl
+	n := cap(r.pending)*itemSize + cap(fl.items)*itemSize + cap(fl.parts)*partSize +
+		cap(fl.targets)*targetSize + cap(fl.scratch)*sliceSize
+	for w := range fl.all {
+		n += cap(fl.all[w]) + cap(fl.vall[w])
+	}
+	return n
 }

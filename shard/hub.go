@@ -313,14 +313,16 @@ func (h *Hub) markPresence(r *Room) {
 	h.presMu.Unlock()
 }
 
-// housekeep sends the count-only presence of big rooms and drops rooms that
-// stayed empty for EmptyRoomTTL.
+// housekeep sends the count-only presence of big rooms, drops rooms that
+// stayed empty for EmptyRoomTTL and trims idle rooms' flight buffers.
 func (h *Hub) housekeep() {
 	defer h.done.Done()
 	pres := time.NewTicker(h.cfg.PresenceInterval)
 	defer pres.Stop()
 	reap := time.NewTicker(max(min(h.cfg.EmptyRoomTTL/4, time.Minute), time.Millisecond))
 	defer reap.Stop()
+	trim := time.NewTicker(trimEvery)
+	defer trim.Stop()
 	for {
 		select {
 		case <-h.stop:
@@ -329,7 +331,30 @@ func (h *Hub) housekeep() {
 			h.flushPresence()
 		case <-reap.C:
 			h.reap()
+		case <-trim.C:
+			h.trim()
 		}
+	}
+}
+
+// trim lets idle rooms go of the flight buffers a burst grew (Room.trimLocked).
+// The rooms of a shard are listed under its lock, then visited one by one.
+func (h *Hub) trim() {
+	var list []*Room
+	for i := range h.shards {
+		s := &h.shards[i]
+		s.mu.Lock()
+		list = list[:0]
+		for _, r := range s.rooms {
+			list = append(list, r)
+		}
+		s.mu.Unlock()
+		for _, r := range list {
+			r.mu.Lock()
+			r.trimLocked()
+			r.mu.Unlock()
+		}
+		clear(list)
 	}
 }
 
