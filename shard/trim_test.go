@@ -46,24 +46,9 @@ func TestTrimIdleRoomAfterStorm(t *testing.T) {
 	e.hub.trim()
 	after := retained(r)
 	t.Logf("storm of %d joins: %d bytes of flight buffers kept, %d after trimming", n, before, after)
-	// What is left is what a quiet room needs: each buffer at most trimBytes.
-	if after > 4*trimBytes {
-		t.Errorf("after the trim pass the room keeps %d bytes of flight buffers; want at most %d", after, 4*trimBytes)
+	if after > trimBytes {
+		t.Errorf("after the trim pass the room keeps %d bytes of flight buffers; want at most %d", after, trimBytes)
 	}
-	r.mu.Lock()
-	fl := &r.fl
-	for w := range fl.all {
-		if cap(fl.all[w]) > trimBytes || cap(fl.vall[w]) > trimBytes {
-			t.Errorf("wire %d keeps %d / %d bytes", w, cap(fl.all[w]), cap(fl.vall[w]))
-		}
-	}
-	if c := cap(fl.parts) * partSize; c > trimBytes {
-		t.Errorf("parts keep %d bytes", c)
-	}
-	if c := cap(r.pending) * itemSize; c > trimBytes {
-		t.Errorf("pending keeps %d bytes", c)
-	}
-	r.mu.Unlock()
 
 	// The trimmed room still delivers.
 	e.publish(t, "trim:storm", Message{From: "old", Body: "after"})
