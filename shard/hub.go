@@ -313,14 +313,16 @@ func (h *Hub) markPresence(r *Room) {
 	h.presMu.Unlock()
 }
 
-// housekeep sends the count-only presence of big rooms and drops rooms that
-// stayed empty for EmptyRoomTTL.
+// housekeep sends the count-only presence of big rooms, drops rooms that
+// stayed empty for EmptyRoomTTL and trims idle rooms' flight buffers.
 func (h *Hub) housekeep() {
 	defer h.done.Done()
 	pres := time.NewTicker(h.cfg.PresenceInterval)
 	defer pres.Stop()
 	reap := time.NewTicker(max(min(h.cfg.EmptyRoomTTL/4, time.Minute), time.Millisecond))
 	defer reap.Stop()
+	trim := time.NewTicker(trimEvery)
+	defer trim.Stop()
 	for {
 		select {
 		case <-h.stop:
@@ -329,7 +331,25 @@ func (h *Hub) housekeep() {
 			h.flushPresence()
 		case <-reap.C:
 			h.reap()
+		case <-trim.C:
+			h.trim()
 		}
+	}
+}
+
+// trim lets idle rooms go of the flight buffers a burst grew
+// (Room.trimLocked). Like reap, it locks each room under its shard's lock;
+// it allocates nothing (alloc tests count every allocation of the process).
+func (h *Hub) trim() {
+	for i := range h.shards {
+		s := &h.shards[i]
+		s.mu.Lock()
+		for _, r := range s.rooms {
+			r.mu.Lock()
+			r.trimLocked()
+			r.mu.Unlock()
+		}
+		s.mu.Unlock()
 	}
 }
 

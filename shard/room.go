@@ -72,6 +72,10 @@ type Room struct {
 	presScanned int       // leading pending items known to be presence (presenceOnlyLocked)
 	windowAt    time.Time // when window fires, while windowSet
 
+	// Trimming an idle room's buffers (flush.go trimLocked).
+	flights     uint64 // flights started (kickLocked)
+	trimFlights uint64 // flights as the housekeeper's last trim pass saw them
+
 	lastUse   atomic.Int64 // unix nanos of the last Hub.Room or Hub.Open lookup; the reaper spares recent ones
 	fl        flight       // the flush in flight: written by the flusher, read by the loop tasks
 	remaining atomic.Int32 // loop tasks of the flush in flight not yet done
