@@ -29,9 +29,9 @@ func (f roomFeed) Local() LocalPresence {
 		return lp
 	}
 	lp.Listed = true
-	lp.Members = make([]proto.Member, 0, len(r.users))
-	for id, u := range r.users {
-		lp.Members = append(lp.Members, proto.Member{ID: id, Name: u.name})
+	lp.Members = make([]proto.Member, 0, r.users.len())
+	for id, name := range r.users.names {
+		lp.Members = append(lp.Members, proto.Member{ID: id, Name: name})
 	}
 	return lp
 }

@@ -53,7 +53,7 @@ type Room struct {
 	anon       int                   // of which anonymous viewers
 	fmtCount   [proto.NumFormats]int // of which use each format
 	zCount     [proto.NumFormats]int // of which negotiated compression, by format (never SSE)
-	users      map[string]user       // local users by id (not anonymous viewers); an entry while conns > 0
+	users      roomUsers             // local users by id (not anonymous viewers); an entry while conns > 0
 	emptySince time.Time
 	countDirty bool // a count change awaits the periodic presence
 	mod        moderation
@@ -84,18 +84,10 @@ type Room struct {
 	remoteUsers map[string]string // users other nodes list, by id: their names; guarded by mu (Bus; remote_members.go)
 }
 
-// user is a room's entry for a user with connections on this node. Held in
-// the map by value: no allocation of its own per user and member.
-type user struct {
-	name  string // the identity's string, not a copy
-	conns int
-}
-
 // hasUserLocked reports whether the user has connections in the room on
 // this node.
 func (r *Room) hasUserLocked(id string) bool {
-	_, ok := r.users[id]
-	return ok
+	return r.users.has(id)
 }
 
 // entry is one sequenced message, kept as its msgpack payload only: the
@@ -164,7 +156,7 @@ func (ms *Membership) Room() *Room { return ms.lr.room }
 func newRoom(h *Hub, name string) *Room {
 	p := h.cfg.Policy(proto.Namespace(name))
 	r := &Room{hub: h, name: name, epoch: h.cfg.Epoch(), policy: p, histCap: p.history(), listMax: p.memberListMax(),
-		users: map[string]user{}, emptySince: h.cfg.Now(), loops: make([]loopRoom, h.cfg.Loops), slow: p.SlowMode,
+		users: newRoomUsers(), emptySince: h.cfg.Now(), loops: make([]loopRoom, h.cfg.Loops), slow: p.SlowMode,
 		synced: h.cfg.Bus == nil}
 	for i := range r.loops {
 		r.loops[i].room, r.loops[i].idx = r, i
@@ -297,16 +289,7 @@ func (r *Room) join(req *JoinRequest) (*Membership, JoinResult, error) {
 	if r.fmtCount[req.Format]++; r.fmtCount[req.Format] == 1 && req.Format != proto.Msgpack {
 		r.encodeFormatLocked(req.Format)
 	}
-	newUser := false
-	if !req.Anon {
-		u, ok := r.users[req.User]
-		if !ok {
-			u = user{name: req.Name}
-			newUser = true
-		}
-		u.conns++
-		r.users[req.User] = u
-	}
+	newUser := !req.Anon && r.users.add(req.User, req.Name)
 	if newUser && !r.elsewhereLocked(req.User) {
 		r.presenceLocked(&proto.Member{ID: req.User, Name: req.Name}, "")
 	} else {
@@ -376,9 +359,9 @@ func (r *Room) membersLocked(anon bool) []proto.Member {
 	if r.listMax < 0 || r.totalLocked() > r.listMax || anon && r.policy.NoViewerList {
 		return nil
 	}
-	out := make([]proto.Member, 0, len(r.users)+len(r.remoteUsers))
-	for id, u := range r.users {
-		out = append(out, proto.Member{ID: id, Name: u.name})
+	out := make([]proto.Member, 0, r.users.len()+len(r.remoteUsers))
+	for id, name := range r.users.names {
+		out = append(out, proto.Member{ID: id, Name: name})
 	}
 	return r.appendRemoteLocked(out)
 }
@@ -464,15 +447,8 @@ func (ms *Membership) Leave() {
 		r.zCount[ms.format]--
 	}
 	gone := ""
-	if u, ok := r.users[ms.user]; !ms.anon && ok {
-		if u.conns--; u.conns > 0 {
-			r.users[ms.user] = u
-		} else {
-			delete(r.users, ms.user)
-			if !r.elsewhereLocked(ms.user) {
-				gone = ms.user
-			}
-		}
+	if !ms.anon && r.users.remove(ms.user) && !r.elsewhereLocked(ms.user) {
+		gone = ms.user
 	}
 	r.presenceLocked(nil, gone)
 	if r.count == 0 {
