@@ -138,6 +138,7 @@ type loopRoom struct {
 	idx     int           // the loop's index
 	loop    Loop          // set on the first join from this loop; guarded by room.mu
 	count   int           // members on this loop; guarded by room.mu
+	floor   uint64        // every member here skips presence up to this evn (joinPres); guarded by room.mu (flush.go kickLocked)
 	members []*Membership // owned by the loop's goroutine
 }
 
@@ -314,6 +315,9 @@ func (r *Room) join(req *JoinRequest) (*Membership, JoinResult, error) {
 	}
 	r.open = nil // the joiner skips every presence event up to its own join
 	ms.joinDisp, ms.joinPres = r.dispEvn, r.evn
+	if lr.count == 1 {
+		lr.floor = r.evn // the loop's only member: nothing pending is news to it but messages
+	}
 	res := r.resultLocked(req)
 	r.unlockKick()
 	return ms, res, nil
