@@ -133,6 +133,32 @@ func (r *Room) targetLocked() {
 	}
 }
 
+// dropPresenceLocked drops the pending presence events when no member on
+// this node can hear them: the room has no members here, or only one, who
+// has just joined and skips every presence event up to its own join
+// (joinPres). Messages and controls stay, in order. Nothing else reads
+// pending presence (other nodes learn of this one's members by the Bus's
+// Local), so a lone joiner or the last leaver opens no presence window,
+// arms no timer and starts no flight.
+func (r *Room) dropPresenceLocked() {
+	n := 0
+	for _, it := range r.pending {
+		if it.p == nil {
+			r.pending[n] = it
+			n++
+		}
+	}
+	if n == len(r.pending) {
+		return
+	}
+	clear(r.pending[n:])
+	r.pending = r.pending[:n]
+	r.presScanned, r.open = 0, nil
+	if n == 0 {
+		r.windowEnd = time.Time{} // as if handed out: the next event opens a new window
+	}
+}
+
 // waitLocked reports whether the pending events wait for the room's flush
 // window (Policy.FlushInterval): a window opens with the first pending
 // event and ends FlushInterval later (with FlushPerMember, count times

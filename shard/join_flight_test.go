@@ -83,13 +83,13 @@ func TestJoinIntoEmptyLoopStartsNoTask(t *testing.T) {
 // Joins of one presence window into an empty loop go out in one flight:
 // the first joiner hears the later ones, each joiner none before its own.
 func TestJoinStormIntoEmptyLoop(t *testing.T) {
-	e := newEnv(t, Config{Loops: 1, PresenceWindow: time.Hour, MaxBatchMsgs: 3})
+	e := newEnv(t, Config{Loops: 1, PresenceWindow: time.Hour, MaxBatchMsgs: 2})
 	const room = "lobby:storm"
 	var ms [3]*recMember
 	for i := range ms {
 		ms[i], _, _ = e.join(t, room, 0, JoinRequest{User: fmt.Sprint("s", i), Name: "S"})
 	}
-	settle(t, e.hub) // the third pending event ends the window (MaxBatchMsgs)
+	settle(t, e.hub) // two pending events end the window (MaxBatchMsgs); the first join, heard by nobody, is not pending
 	s := func(i int) []proto.Member { return []proto.Member{{ID: fmt.Sprint("s", i), Name: "S"}} }
 	pres := func(count int, joins []proto.Member) proto.Presence {
 		return proto.Presence{T: proto.TPresence, Room: room, Count: count, Joins: joins}
@@ -142,4 +142,39 @@ func loopDoAllocs(t *testing.T, l *fakeLoop, barrier signal) float64 {
 		l.do(t, func() {})
 		barrier.wait(t, l)
 	})
+}
+
+// A lone joiner and the last leaver queue nothing: no presence window
+// opens, no timer is armed, nothing waits to be flushed.
+func TestLoneJoinQueuesNothing(t *testing.T) {
+	e := newEnv(t, Config{Loops: 1, PresenceWindow: time.Hour})
+	const room = "lobby:lone"
+	idle := func(step string) {
+		t.Helper()
+		r := e.hub.Lookup(room)
+		if r == nil {
+			return // dropped: nothing left at all
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if len(r.pending) != 0 || r.window != nil || r.inFlight {
+			t.Errorf("%s: %d events pending, timer %v, in flight %v; want none", step, len(r.pending), r.window != nil, r.inFlight)
+		}
+	}
+	a, ams, _ := e.join(t, room, 0, JoinRequest{User: "a"})
+	idle("a joined")
+	e.leave(t, a, ams)
+	idle("a left")
+	a, ams, _ = e.join(t, room, 0, JoinRequest{User: "a"})
+	b, bms, _ := e.join(t, room, 0, JoinRequest{User: "b"})
+	r := e.hub.Lookup(room)
+	r.mu.Lock()
+	pending := len(r.pending)
+	r.mu.Unlock()
+	if pending != 1 {
+		t.Errorf("b joined a: %d events pending, want b's join", pending)
+	}
+	e.leave(t, b, bms)
+	e.leave(t, a, ams)
+	idle("both left")
 }

@@ -318,6 +318,9 @@ func (r *Room) join(req *JoinRequest) (*Membership, JoinResult, error) {
 	if lr.count == 1 {
 		lr.floor = r.evn // the loop's only member: nothing pending is news to it but messages
 	}
+	if r.count == 1 {
+		r.dropPresenceLocked()
+	}
 	res := r.resultLocked(req)
 	r.unlockKick()
 	return ms, res, nil
@@ -481,6 +484,7 @@ func (ms *Membership) Leave() {
 	r.presenceLocked(nil, gone)
 	if r.count == 0 {
 		r.emptySince = r.hub.cfg.Now()
+		r.dropPresenceLocked()
 	}
 	kick := r.kickLocked()
 	idle := r.idleLocked()
