@@ -133,6 +133,21 @@ func (r *Room) targetLocked() {
 	}
 }
 
+// unheardPresenceLocked records a presence change that no member on this
+// node hears now: a join that leaves its joiner alone here (it skips its
+// own join), a leave that leaves nobody. A listed room drops it, with
+// whatever presence is pending (dropPresenceLocked); a count-only room
+// counts it as presenceLocked does, for the periodic count that later
+// members hear.
+func (r *Room) unheardPresenceLocked() {
+	if r.listMax < 0 || r.totalLocked() > r.listMax {
+		r.presenceLocked(nil, "")
+		return
+	}
+	r.evn++
+	r.dropPresenceLocked()
+}
+
 // dropPresenceLocked drops the pending presence events when no member on
 // this node can hear them: the room has no members here, or only one, who
 // has just joined and skips every presence event up to its own join

@@ -308,18 +308,18 @@ func (r *Room) join(req *JoinRequest) (*Membership, JoinResult, error) {
 		u.conns++
 		r.users[req.User] = u
 	}
-	if newUser && !r.elsewhereLocked(req.User) {
+	switch {
+	case r.count == 1:
+		r.unheardPresenceLocked() // flush.go: the joiner is alone here
+	case newUser && !r.elsewhereLocked(req.User):
 		r.presenceLocked(&proto.Member{ID: req.User, Name: req.Name}, "")
-	} else {
+	default:
 		r.presenceLocked(nil, "")
 	}
 	r.open = nil // the joiner skips every presence event up to its own join
 	ms.joinDisp, ms.joinPres = r.dispEvn, r.evn
 	if lr.count == 1 {
 		lr.floor = r.evn // the loop's only member: nothing pending is news to it but messages
-	}
-	if r.count == 1 {
-		r.dropPresenceLocked()
 	}
 	res := r.resultLocked(req)
 	r.unlockKick()
@@ -481,10 +481,11 @@ func (ms *Membership) Leave() {
 			}
 		}
 	}
-	r.presenceLocked(nil, gone)
 	if r.count == 0 {
 		r.emptySince = r.hub.cfg.Now()
-		r.dropPresenceLocked()
+		r.unheardPresenceLocked() // flush.go: nobody is left here
+	} else {
+		r.presenceLocked(nil, gone)
 	}
 	kick := r.kickLocked()
 	idle := r.idleLocked()
