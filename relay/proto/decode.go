@@ -303,6 +303,18 @@ func decodeJSON(b []byte, cmd *Command) error {
 	if len(b) == 0 || b[0] != '{' {
 		return ErrMalformed
 	}
+	if json.Valid(b) && utf8.Valid(b) {
+		if decodeJSONFast(b, cmd) {
+			return nil
+		}
+		*cmd = Command{}
+	}
+	return decodeJSONSlow(b, cmd)
+}
+
+// decodeJSONSlow decodes b with encoding/json: any valid frame, and the
+// errors of invalid ones.
+func decodeJSONSlow(b []byte, cmd *Command) error {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return ErrMalformed
