@@ -121,23 +121,38 @@ func (s *session) refused(c *proto.Command, kind string, err error) {
 	}
 }
 
+// Empty histories of joined replies, boxed once.
+var (
+	noJSONHistory    any = []json.RawMessage{}
+	noMsgpackHistory any = []msgpack.RawMessage{}
+)
+
+// joined answers a join. The reply is the loop's (l.joined): encoding it
+// allocates nothing of its own, nor does an empty history.
 func (s *session) joined(c *proto.Command, res shard.JoinResult) {
-	j := proto.Joined{T: proto.TJoined, Ref: c.Ref, Room: c.Room, Seq: res.Seq, Epoch: res.Epoch, Gap: res.Gap,
+	j := &s.loop.joined
+	*j = proto.Joined{T: proto.TJoined, Ref: c.Ref, Room: c.Room, Seq: res.Seq, Epoch: res.Epoch, Gap: res.Gap,
 		Count: res.Count, Members: res.Members}
-	if s.format == proto.JSON {
+	switch {
+	case s.format == proto.JSON && len(res.History) == 0:
+		j.History = noJSONHistory
+	case s.format == proto.JSON:
 		h := make([]json.RawMessage, len(res.History))
 		for i, m := range res.History {
 			h[i] = m
 		}
 		j.History = h
-	} else {
+	case len(res.History) == 0:
+		j.History = noMsgpackHistory
+	default:
 		h := make([]msgpack.RawMessage, len(res.History))
 		for i, m := range res.History {
 			h[i] = m
 		}
 		j.History = h
 	}
-	s.reply(&j)
+	s.reply(j)
+	*j = proto.Joined{} // keeps no room's members or history past the reply
 }
 
 func (s *session) leave(c *proto.Command) {

@@ -35,6 +35,7 @@ type loop struct {
 	dec      *proto.Decoder
 	enc      *proto.Encoder
 	cmd      proto.Command
+	joined   proto.Joined    // the joined reply being encoded (commands.go joined); empty between replies
 	scratch  []byte          // for control frames
 	up       upgrade         // the handshake being parsed
 	infl     *proto.Inflater // inflates compressed client messages; made on the first

@@ -102,15 +102,76 @@ func (r *Room) kickLocked() bool {
 		}
 	}
 	fl.viewers = r.policy.NoViewerList && r.anon > 0
-	fl.targets = fl.targets[:0]
-	for i := range r.loops {
-		if r.loops[i].count > 0 {
-			fl.targets = append(fl.targets, &r.loops[i])
-		}
-	}
+	r.targetLocked()
 	r.inFlight = true
 	r.flights++
 	return true
+}
+
+// targetLocked lists the loops the flight is for: those with members, but
+// for a loop whose members all skip every item of the flight. That is a
+// presence-only flight whose events are at or below the loop's floor: the
+// joins of its own members (a join into a room of one, a loop whose members
+// joined since its last flight), which a joiner never sees. A flight for
+// nobody goes to no loop: no Execute, no wake-up.
+func (r *Room) targetLocked() {
+	fl := &r.fl
+	fl.targets = fl.targets[:0]
+	var top uint64 // highest presence evn; maxEvn if the flight holds a message or control
+	for i := range fl.items {
+		if p := fl.items[i].p; p != nil {
+			top = max(top, p.evn)
+		} else {
+			top = maxEvn
+			break
+		}
+	}
+	for i := range r.loops {
+		if lr := &r.loops[i]; lr.count > 0 && top > lr.floor {
+			fl.targets = append(fl.targets, lr)
+		}
+	}
+}
+
+// unheardPresenceLocked records a presence change that no member on this
+// node hears now: a join that leaves its joiner alone here (it skips its
+// own join), a leave that leaves nobody. A listed room drops it, with
+// whatever presence is pending (dropPresenceLocked); a count-only room
+// counts it as presenceLocked does, for the periodic count that later
+// members hear.
+func (r *Room) unheardPresenceLocked() {
+	if r.listMax < 0 || r.totalLocked() > r.listMax {
+		r.presenceLocked(nil, "")
+		return
+	}
+	r.evn++
+	r.dropPresenceLocked()
+}
+
+// dropPresenceLocked drops the pending presence events when no member on
+// this node can hear them: the room has no members here, or only one, who
+// has just joined and skips every presence event up to its own join
+// (joinPres). Messages and controls stay, in order. Nothing else reads
+// pending presence (other nodes learn of this one's members by the Bus's
+// Local), so a lone joiner or the last leaver opens no presence window,
+// arms no timer and starts no flight.
+func (r *Room) dropPresenceLocked() {
+	n := 0
+	for _, it := range r.pending {
+		if it.p == nil {
+			r.pending[n] = it
+			n++
+		}
+	}
+	if n == len(r.pending) {
+		return
+	}
+	clear(r.pending[n:])
+	r.pending = r.pending[:n]
+	r.presScanned, r.open = 0, nil
+	if n == 0 {
+		r.windowEnd = time.Time{} // as if handed out: the next event opens a new window
+	}
 }
 
 // waitLocked reports whether the pending events wait for the room's flush
@@ -202,8 +263,12 @@ func (r *Room) endFlightLocked() {
 // The last loop to finish starts the next flight.
 func (r *Room) flush() {
 	for {
-		r.encodeFlight()
 		fl := &r.fl
+		if len(fl.targets) > 0 || !presenceOnly(fl.items) {
+			r.encodeFlight() // a message flight for nobody is still built (Stats.Batches, Observer)
+		} else {
+			fl.parts = fl.parts[:0]
+		}
 		if len(fl.targets) > 0 && len(fl.parts) > 0 {
 			r.hub.Stats.Flushes.Add(1)
 			r.remaining.Store(int32(len(fl.targets)))
@@ -375,6 +440,16 @@ func (fl *flight) putView(pt *part, f proto.Format, b []byte) {
 	pt.voff[f] = len(fl.vall[f])
 	fl.vall[f] = append(fl.vall[f], b...)
 	pt.vend[f] = len(fl.vall[f])
+}
+
+// presenceOnly reports whether every item is a presence event.
+func presenceOnly(items []item) bool {
+	for i := range items {
+		if items[i].p == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // listsMembers reports whether a presence event among items names members.

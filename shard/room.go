@@ -130,6 +130,7 @@ type loopRoom struct {
 	idx     int           // the loop's index
 	loop    Loop          // set on the first join from this loop; guarded by room.mu
 	count   int           // members on this loop; guarded by room.mu
+	floor   uint64        // every member here skips presence up to this evn (joinPres); guarded by room.mu (flush.go kickLocked)
 	members []*Membership // owned by the loop's goroutine
 }
 
@@ -290,13 +291,19 @@ func (r *Room) join(req *JoinRequest) (*Membership, JoinResult, error) {
 		r.encodeFormatLocked(req.Format)
 	}
 	newUser := !req.Anon && r.users.add(req.User, req.Name)
-	if newUser && !r.elsewhereLocked(req.User) {
+	switch {
+	case r.count == 1:
+		r.unheardPresenceLocked() // flush.go: the joiner is alone here
+	case newUser && !r.elsewhereLocked(req.User):
 		r.presenceLocked(&proto.Member{ID: req.User, Name: req.Name}, "")
-	} else {
+	default:
 		r.presenceLocked(nil, "")
 	}
 	r.open = nil // the joiner skips every presence event up to its own join
 	ms.joinDisp, ms.joinPres = r.dispEvn, r.evn
+	if lr.count == 1 {
+		lr.floor = r.evn // the loop's only member: nothing pending is news to it but messages
+	}
 	res := r.resultLocked(req)
 	r.unlockKick()
 	return ms, res, nil
@@ -450,9 +457,11 @@ func (ms *Membership) Leave() {
 	if !ms.anon && r.users.remove(ms.user) && !r.elsewhereLocked(ms.user) {
 		gone = ms.user
 	}
-	r.presenceLocked(nil, gone)
 	if r.count == 0 {
 		r.emptySince = r.hub.cfg.Now()
+		r.unheardPresenceLocked() // flush.go: nobody is left here
+	} else {
+		r.presenceLocked(nil, gone)
 	}
 	kick := r.kickLocked()
 	idle := r.idleLocked()

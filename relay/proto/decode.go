@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"unicode/utf8"
 
@@ -33,6 +34,7 @@ func (e *FieldError) Error() string {
 // must be used by one goroutine at a time (the relay keeps one per event loop).
 type Decoder struct {
 	r   bytes.Reader
+	b   []byte // the msgpack frame being decoded (r reads it); nil between calls
 	mp  *msgpack.Decoder
 	bad *FieldError
 }
@@ -79,7 +81,8 @@ func (d *Decoder) decodeMsgpack(b []byte, cmd *Command) error {
 	}
 	d.r.Reset(b)
 	d.mp.Reset(&d.r)
-	d.bad = nil
+	d.b, d.bad = b, nil
+	defer func() { d.b = nil }()
 	n, err := d.mp.DecodeMapLen()
 	if err != nil || n < 0 {
 		return ErrMalformed
@@ -111,39 +114,39 @@ func (d *Decoder) field(cmd *Command) error {
 		}
 		return d.mp.Skip()
 	}
-	key, err := d.mp.DecodeString()
+	k, err := d.inPlace()
 	if err != nil {
 		return err
 	}
-	switch key {
+	switch string(k) { // compared without a copy: keys never allocate
 	case "t":
-		return d.str(key, &cmd.T)
+		return d.name("t", &cmd.T, commandTypes)
 	case "room":
-		return d.str(key, &cmd.Room)
+		return d.str("room", &cmd.Room)
 	case "body":
-		return d.str(key, &cmd.Body)
+		return d.str("body", &cmd.Body)
 	case "action":
-		return d.str(key, &cmd.Action)
+		return d.name("action", &cmd.Action, AllActions)
 	case "user":
-		return d.str(key, &cmd.User)
+		return d.str("user", &cmd.User)
 	case "epoch":
-		return d.str(key, &cmd.Epoch)
+		return d.str("epoch", &cmd.Epoch)
 	case "token":
-		return d.str(key, &cmd.Token)
+		return d.str("token", &cmd.Token)
 	case "ref":
-		return d.uint(key, &cmd.Ref, nil)
+		return d.uint("ref", &cmd.Ref, nil)
 	case "seq":
-		return d.uint(key, &cmd.Seq, nil)
+		return d.uint("seq", &cmd.Seq, nil)
 	case "since":
-		return d.uint(key, &cmd.Since, &cmd.HasSince)
+		return d.uint("since", &cmd.Since, &cmd.HasSince)
 	case "history":
 		var h uint64
-		err := d.uint(key, &h, &cmd.HasHistory)
+		err := d.uint("history", &h, &cmd.HasHistory)
 		cmd.History = int(min(h, 1<<30))
 		return err
 	case "secs":
 		var s uint64
-		err := d.uint(key, &s, nil)
+		err := d.uint("secs", &s, nil)
 		cmd.Secs = int64(min(s, 1<<40))
 		return err
 	case "meta":
@@ -172,6 +175,54 @@ func (d *Decoder) str(field string, dst *string) error {
 	}
 	*dst, err = d.mp.DecodeString()
 	return err
+}
+
+// commandTypes are the client frame types, which name decodes without a
+// copy.
+var commandTypes = []string{TJoin, TLeave, TSend, TPing, TMod, TRefresh}
+
+// inPlace reads a string (the code is a string's) and returns its bytes in
+// the frame: valid until Decode returns, never kept.
+func (d *Decoder) inPlace() ([]byte, error) {
+	n, err := d.mp.DecodeBytesLen()
+	if err != nil {
+		return nil, err
+	}
+	off := len(d.b) - d.r.Len()
+	if n < 0 || n > d.r.Len() {
+		return nil, ErrMalformed
+	}
+	if _, err := d.r.Seek(int64(n), io.SeekCurrent); err != nil {
+		return nil, err
+	}
+	return d.b[off : off+n], nil
+}
+
+// name is str for a field whose usual values are known: one of them is
+// taken from known rather than copied from the frame.
+func (d *Decoder) name(field string, dst *string, known []string) error {
+	c, err := d.mp.PeekCode()
+	if err != nil {
+		return err
+	}
+	if c == msgpcode.Nil {
+		return d.mp.Skip()
+	}
+	if !isStr(c) {
+		return d.wrong(field, "a string")
+	}
+	v, err := d.inPlace()
+	if err != nil {
+		return err
+	}
+	for _, k := range known {
+		if string(v) == k {
+			*dst = k
+			return nil
+		}
+	}
+	*dst = string(v)
+	return nil
 }
 
 func (d *Decoder) uint(field string, dst *uint64, has *bool) error {
@@ -252,6 +303,18 @@ func decodeJSON(b []byte, cmd *Command) error {
 	if len(b) == 0 || b[0] != '{' {
 		return ErrMalformed
 	}
+	if json.Valid(b) && utf8.Valid(b) {
+		if decodeJSONFast(b, cmd) {
+			return nil
+		}
+		*cmd = Command{}
+	}
+	return decodeJSONSlow(b, cmd)
+}
+
+// decodeJSONSlow decodes b with encoding/json: any valid frame, and the
+// errors of invalid ones.
+func decodeJSONSlow(b []byte, cmd *Command) error {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return ErrMalformed
