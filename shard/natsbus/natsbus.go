@@ -102,9 +102,9 @@ type Bus struct {
 
 	work chan func() // unbuffered: hands a publisher to an idle worker (workers.go)
 
-	liveMu   sync.RWMutex
-	watchers map[string][]*watcher // by subject; a slice is replaced, never changed (watch.go)
-	liveStop func()                // stops the node's consumer of every room (startLive)
+	liveMu   sync.Mutex // serializes changes of watchers; live reads it without a lock
+	watchers sync.Map   // subject -> []*watcher; a slice is replaced, never changed (watch.go)
+	liveStop func()     // stops the node's consumer of every room (startLive)
 
 	presMu sync.Mutex
 	pres   map[*presence]struct{} // followed rooms (presence.go)
@@ -138,7 +138,7 @@ func Open(cfg Config) (*Bus, error) {
 		cfg.PresenceTTL = 15 * time.Second
 	}
 	b := &Bus{cfg: cfg, log: cfg.Logger, pubs: map[string]*publisher{}, pres: map[*presence]struct{}{}, node: nuid.Next(),
-		work: make(chan func()), watchers: map[string][]*watcher{}}
+		work: make(chan func())}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	if err := b.connect(); err != nil {
 		b.Close()
