@@ -10,19 +10,23 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/sys/unix"
 
 	"github.com/roomcast/roomcast/relay"
+	"github.com/roomcast/roomcast/relaytest"
 )
 
 // TestMemoryPerIdleConnection measures the relay's heap per idle connection:
 // ROOMCAST_MEM=N opens N anonymous WebSocket connections (at most 9 000: the
 // client and the relay each hold a descriptor per connection), and
 // ROOMCAST_MEM_ROOMS=R joins each to one of R rooms; ROOMCAST_MEM_USERS=1
-// makes each a distinct user with a token instead of an anonymous viewer
-// (the relay then also holds each token in its token cache). The clients are raw
+// makes each a distinct user with a token like the bench's (memToken)
+// instead of an anonymous viewer (the relay then also holds each token in
+// its token cache). The clients are raw
 // blocking sockets, so they add nothing to the Go heap that is measured.
 // ROOMCAST_MEM_PROFILE=FILE writes a heap profile of the held state (read it
 // with go tool pprof -sample_index=inuse_space -top). The test fails when the
@@ -59,7 +63,7 @@ func TestMemoryPerIdleConnection(t *testing.T) {
 	if users {
 		reqs = make([][]byte, n)
 		for i := range reqs {
-			reqs[i] = memUpgradeRequest(ap, token(t, "u"+strconv.Itoa(i), "User "+strconv.Itoa(i), ""))
+			reqs[i] = memUpgradeRequest(ap, memToken(t, "r-"+strconv.Itoa(i)))
 		}
 		packRequests(reqs)
 	}
@@ -89,14 +93,17 @@ func TestMemoryPerIdleConnection(t *testing.T) {
 		fds = append(fds, fd)
 	}
 	held, heldLive := heapInUse()
-	runtime.KeepAlive(reqs) // live at base, so live when held is measured
-	runtime.KeepAlive(joins)
 	per := float64(held-base) / float64(n)
 	t.Logf("%d idle connections (rooms %d, users %v): heap in use %d -> %d B, %.0f B per connection (live objects %.0f B); goroutines %d -> %d",
 		n, rooms, users, base, held, per, float64(heldLive-baseLive)/float64(n), g0, runtime.NumGoroutine())
 	after := readMem()
 	debug.FreeOSMemory()
 	trimmed := readMem()
+	// The requests (a few hundred bytes each with a token) were live at
+	// before and base, so they must stay live through every reading: freed
+	// before trimmed, they would take their bytes off the relay's figures.
+	runtime.KeepAlive(reqs)
+	runtime.KeepAlive(joins)
 	t.Logf("per connection, connected / after FreeOSMemory: %s", before.perConn(after, trimmed, n))
 	if f := os.Getenv("ROOMCAST_MEM_PROFILE"); f != "" {
 		w, err := os.Create(f)
@@ -139,6 +146,13 @@ func packRequests(reqs [][]byte) {
 		slab = append(slab, r...)
 		reqs[i] = slab[len(slab)-len(r) : len(slab) : len(slab)]
 	}
+}
+
+// memToken is a token like the bench's (bench/worker.go): name equal to
+// the user id, role "user" spelled out, and an expiry a day away.
+func memToken(t testing.TB, user string) string {
+	return relaytest.Sign(t, testSecret, jwt.MapClaims{"sub": user, "name": user, "role": "user",
+		"exp": time.Now().Add(24 * time.Hour).Unix()})
 }
 
 // memUpgradeRequest is the WebSocket upgrade rawConnect sends, with the
