@@ -105,6 +105,9 @@ func TestMemoryPerIdleConnection(t *testing.T) {
 	runtime.KeepAlive(reqs)
 	runtime.KeepAlive(joins)
 	t.Logf("per connection, connected / after FreeOSMemory: %s", before.perConn(after, trimmed, n))
+	if os.Getenv("ROOMCAST_MEM_CLASSES") == "1" {
+		t.Logf("per connection, by size class: %s", before.byClass(trimmed, n))
+	}
 	if f := os.Getenv("ROOMCAST_MEM_PROFILE"); f != "" {
 		w, err := os.Create(f)
 		if err != nil {
@@ -286,6 +289,23 @@ func (s memSnap) perConn(a, b memSnap, n int) string {
 		{"Sys", func(m memSnap) uint64 { return m.m.Sys - m.m.HeapReleased }},
 	} {
 		fmt.Fprintf(&out, "%s %s/%s ", f.name, d(f.get(a), f.get(s)), d(f.get(b), f.get(s)))
+	}
+	return out.String()
+}
+
+// byClass formats, for each size class with objects left per connection
+// from s to a, the objects allocated and those still live per connection
+// (the rest was garbage of that class: its free slots are what keeps
+// spans of long-lived objects partly empty).
+func (s memSnap) byClass(a memSnap, n int) string {
+	var out bytes.Buffer
+	for i, c := range a.m.BySize {
+		b := s.m.BySize[i]
+		made := float64(c.Mallocs-b.Mallocs) / float64(n)
+		live := (float64(c.Mallocs-c.Frees) - float64(b.Mallocs-b.Frees)) / float64(n)
+		if made >= 0.05 {
+			fmt.Fprintf(&out, "\n  %5d B: made %.2f live %.2f", c.Size, made, live)
+		}
 	}
 	return out.String()
 }

@@ -109,6 +109,13 @@ func (c *tokenCache) slot() int32 {
 		return i
 	}
 	if len(c.ent) < tokenCacheSize {
+		if len(c.ent) == cap(c.ent) {
+			// Doubled up to the cap exactly: append would grow a full
+			// table past tokenCacheSize by up to a quarter, never used.
+			ent := make([]tokenEntry, len(c.ent), min(max(64, 2*cap(c.ent)), tokenCacheSize))
+			copy(ent, c.ent)
+			c.ent = ent
+		}
 		c.ent = append(c.ent, tokenEntry{})
 		return int32(len(c.ent) - 1)
 	}
