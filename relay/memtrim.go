@@ -27,7 +27,7 @@ const (
 	trimQuiet     = 2    // ticks (seconds) without a change in open connections
 	trimWave      = 1000 // connections opened or closed since the last trim
 	waveRate      = 500  // connections opened or closed in one tick that start a wave
-	waveGCPercent = 50   // the collector's GOGC during a wave (if it is higher)
+	waveGCPercent = 25   // the collector's GOGC during a wave (if it is higher)
 )
 
 // memTrim decides when to trim. Owned by the tick goroutine.
