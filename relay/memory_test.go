@@ -10,19 +10,23 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/sys/unix"
 
 	"github.com/roomcast/roomcast/relay"
+	"github.com/roomcast/roomcast/relaytest"
 )
 
 // TestMemoryPerIdleConnection measures the relay's heap per idle connection:
 // ROOMCAST_MEM=N opens N anonymous WebSocket connections (at most 9 000: the
 // client and the relay each hold a descriptor per connection), and
 // ROOMCAST_MEM_ROOMS=R joins each to one of R rooms; ROOMCAST_MEM_USERS=1
-// makes each a distinct user with a token instead of an anonymous viewer
-// (the relay then also holds each token in its token cache). The clients are raw
+// makes each a distinct user with a token like the bench's (memToken)
+// instead of an anonymous viewer (the relay then also holds each token in
+// its token cache). The clients are raw
 // blocking sockets, so they add nothing to the Go heap that is measured.
 // ROOMCAST_MEM_PROFILE=FILE writes a heap profile of the held state (read it
 // with go tool pprof -sample_index=inuse_space -top). The test fails when the
@@ -59,7 +63,7 @@ func TestMemoryPerIdleConnection(t *testing.T) {
 	if users {
 		reqs = make([][]byte, n)
 		for i := range reqs {
-			reqs[i] = memUpgradeRequest(ap, token(t, "u"+strconv.Itoa(i), "User "+strconv.Itoa(i), ""))
+			reqs[i] = memUpgradeRequest(ap, memToken(t, "r-"+strconv.Itoa(i)))
 		}
 		packRequests(reqs)
 	}
@@ -89,15 +93,21 @@ func TestMemoryPerIdleConnection(t *testing.T) {
 		fds = append(fds, fd)
 	}
 	held, heldLive := heapInUse()
-	runtime.KeepAlive(reqs) // live at base, so live when held is measured
-	runtime.KeepAlive(joins)
 	per := float64(held-base) / float64(n)
 	t.Logf("%d idle connections (rooms %d, users %v): heap in use %d -> %d B, %.0f B per connection (live objects %.0f B); goroutines %d -> %d",
 		n, rooms, users, base, held, per, float64(heldLive-baseLive)/float64(n), g0, runtime.NumGoroutine())
 	after := readMem()
 	debug.FreeOSMemory()
 	trimmed := readMem()
+	// The requests (a few hundred bytes each with a token) were live at
+	// before and base, so they must stay live through every reading: freed
+	// before trimmed, they would take their bytes off the relay's figures.
+	runtime.KeepAlive(reqs)
+	runtime.KeepAlive(joins)
 	t.Logf("per connection, connected / after FreeOSMemory: %s", before.perConn(after, trimmed, n))
+	if os.Getenv("ROOMCAST_MEM_CLASSES") == "1" {
+		t.Logf("per connection, by size class: %s", before.byClass(trimmed, n))
+	}
 	if f := os.Getenv("ROOMCAST_MEM_PROFILE"); f != "" {
 		w, err := os.Create(f)
 		if err != nil {
@@ -139,6 +149,13 @@ func packRequests(reqs [][]byte) {
 		slab = append(slab, r...)
 		reqs[i] = slab[len(slab)-len(r) : len(slab) : len(slab)]
 	}
+}
+
+// memToken is a token like the bench's (bench/worker.go): name equal to
+// the user id, role "user" spelled out, and an expiry a day away.
+func memToken(t testing.TB, user string) string {
+	return relaytest.Sign(t, testSecret, jwt.MapClaims{"sub": user, "name": user, "role": "user",
+		"exp": time.Now().Add(24 * time.Hour).Unix()})
 }
 
 // memUpgradeRequest is the WebSocket upgrade rawConnect sends, with the
@@ -272,6 +289,23 @@ func (s memSnap) perConn(a, b memSnap, n int) string {
 		{"Sys", func(m memSnap) uint64 { return m.m.Sys - m.m.HeapReleased }},
 	} {
 		fmt.Fprintf(&out, "%s %s/%s ", f.name, d(f.get(a), f.get(s)), d(f.get(b), f.get(s)))
+	}
+	return out.String()
+}
+
+// byClass formats, for each size class with objects left per connection
+// from s to a, the objects allocated and those still live per connection
+// (the rest was garbage of that class: its free slots are what keeps
+// spans of long-lived objects partly empty).
+func (s memSnap) byClass(a memSnap, n int) string {
+	var out bytes.Buffer
+	for i, c := range a.m.BySize {
+		b := s.m.BySize[i]
+		made := float64(c.Mallocs-b.Mallocs) / float64(n)
+		live := (float64(c.Mallocs-c.Frees) - float64(b.Mallocs-b.Frees)) / float64(n)
+		if made >= 0.05 {
+			fmt.Fprintf(&out, "\n  %5d B: made %.2f live %.2f", c.Size, made, live)
+		}
 	}
 	return out.String()
 }

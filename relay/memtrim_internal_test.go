@@ -1,6 +1,9 @@
 package relay
 
-import "testing"
+import (
+	"runtime/debug"
+	"testing"
+)
 
 // TestMemTrimAfterWave: memTrim trims once the open count has held still for
 // trimQuiet ticks after moving by trimWave, and not again until it moves as
@@ -21,5 +24,51 @@ func TestMemTrimAfterWave(t *testing.T) {
 		if got := m.tick(s.conns); got != s.trim {
 			t.Fatalf("tick %d (%d open): trimmed %v, want %v", i, s.conns, got, s.trim)
 		}
+	}
+}
+
+// gcPercent reads the collector's GOGC.
+func gcPercent() int {
+	p := debug.SetGCPercent(100)
+	debug.SetGCPercent(p)
+	return p
+}
+
+// TestMemTrimWaveGC: a wave (waveRate a tick or more) lowers GOGC to
+// waveGCPercent until the count holds still for trimQuiet ticks, then puts
+// back the GOGC it found; two relays' waves overlapping put it back when
+// the last ends; a GOGC already low is left alone.
+func TestMemTrimWaveGC(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(200))
+	var a, b memTrim
+	a.tick(100) // a small change: no wave
+	if got := gcPercent(); got != 200 {
+		t.Fatalf("GOGC %d after a small change, want 200", got)
+	}
+	a.tick(100 + waveRate)
+	if got := gcPercent(); got != waveGCPercent {
+		t.Fatalf("GOGC %d in a wave, want %d", got, waveGCPercent)
+	}
+	b.tick(waveRate) // a second relay's wave
+	a.tick(100 + waveRate)
+	a.tick(100 + waveRate) // a is quiet: its wave ends, b's goes on
+	if got := gcPercent(); got != waveGCPercent {
+		t.Fatalf("GOGC %d with one relay still in a wave, want %d", got, waveGCPercent)
+	}
+	b.tick(waveRate)
+	b.tick(waveRate)
+	if got := gcPercent(); got != 200 {
+		t.Fatalf("GOGC %d after both waves, want 200 back", got)
+	}
+	debug.SetGCPercent(20)
+	var c memTrim
+	c.tick(5 * waveRate)
+	if got := gcPercent(); got != 20 || c.waving {
+		t.Fatalf("GOGC %d (waving %v) with GOGC 20 set, want 20 left alone", got, c.waving)
+	}
+	debug.SetGCPercent(-1)
+	c.tick(0)
+	if got := gcPercent(); got != -1 || c.waving {
+		t.Fatalf("GOGC %d (waving %v) with the collector off, want it left off", got, c.waving)
 	}
 }

@@ -40,7 +40,9 @@ func (s *session) refresh(c *proto.Command) {
 		g.name = s.id.name
 		id = &identity{user: id.user, grant: &g}
 	}
+	s.srv.usersMu.Lock() // the user index reads ids under it (session_users.go)
 	s.id = id
+	s.srv.usersMu.Unlock()
 	// remove moves the last one to i. A kicked reply whose write fails
 	// makes gnet run OnClose at once, which empties s.rooms: then the rest
 	// is skipped (the set shrank under the walk).

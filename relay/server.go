@@ -308,6 +308,7 @@ func (s *Server) tick() {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	var trim memTrim // memtrim.go
+	defer trim.end()
 	for n := 0; ; n++ {
 		select {
 		case <-s.quit:

@@ -1,38 +1,95 @@
 package relay
 
+import "hash/maphash"
+
 // userIndex is the index of open sessions by user id (not anonymous
 // viewers), for /api/disconnect, bans and webhooks' offline lists. The
 // caller holds Server.usersMu for every method.
 //
 // Most users have one connection, so the first session of each user is
-// the map's value itself: no backing array per user, and a 24-byte map
-// slot rather than 40 (BENCHMARKS.md, memory per connection). A user's
-// further sessions, rare, are in more.
+// all the table holds: an open-addressing table of session pointers
+// (linear probing, at most 3/4 full), 8 to 14 bytes per user where a
+// map[string]*session takes about 45 (relay/proto/PROTOCOL.md, "Memory per
+// connection"). The key is the session's own user id (ss.id.user): a
+// session's id is replaced only by refresh, with the same user, under
+// Server.usersMu. A user's further sessions, rare, are in more.
 type userIndex struct {
-	one  map[string]*session   // a session of each user with any
+	seed maphash.Seed
+	tab  []*session            // a session of each user with any; nil is empty. Its length is 0 or a power of two
+	n    int                   // users held
 	more map[string][]*session // the user's other sessions; made on first use
 }
 
 func newUserIndex() userIndex {
-	return userIndex{one: map[string]*session{}}
+	return userIndex{seed: maphash.MakeSeed()}
 }
 
-// add indexes ss under user.
+func (u *userIndex) home(user string) int {
+	return int(maphash.String(u.seed, user) & uint64(len(u.tab)-1))
+}
+
+// find returns where user is in tab, or the empty place where it would go
+// (tab must not be empty).
+func (u *userIndex) find(user string) (int, bool) {
+	p := u.home(user)
+	for u.tab[p] != nil {
+		if u.tab[p].id.user == user {
+			return p, true
+		}
+		p = (p + 1) & (len(u.tab) - 1)
+	}
+	return p, false
+}
+
+// lookup returns where user is in tab, or -1.
+func (u *userIndex) lookup(user string) int {
+	if u.n == 0 {
+		return -1
+	}
+	if p, ok := u.find(user); ok {
+		return p
+	}
+	return -1
+}
+
+// add indexes ss under user (ss.id.user).
 func (u *userIndex) add(user string, ss *session) {
-	if _, ok := u.one[user]; !ok {
-		u.one[user] = ss
+	if p := u.lookup(user); p >= 0 {
+		if u.more == nil {
+			u.more = map[string][]*session{}
+		}
+		u.more[user] = append(u.more[user], ss)
 		return
 	}
-	if u.more == nil {
-		u.more = map[string][]*session{}
+	if 4*(u.n+1) > 3*len(u.tab) {
+		u.grow()
 	}
-	u.more[user] = append(u.more[user], ss)
+	p, _ := u.find(user)
+	u.tab[p] = ss
+	u.n++
+}
+
+// grow doubles the table (the first has 64 places) and places every
+// session again.
+func (u *userIndex) grow() {
+	old := u.tab
+	u.tab = make([]*session, max(64, 2*len(old)))
+	for _, ss := range old {
+		if ss != nil {
+			p, _ := u.find(ss.id.user)
+			u.tab[p] = ss
+		}
+	}
 }
 
 // remove drops ss from user's sessions (no-op if not indexed).
 func (u *userIndex) remove(user string, ss *session) {
+	p := u.lookup(user)
+	if p < 0 {
+		return
+	}
 	more := u.more[user]
-	if u.one[user] != ss {
+	if u.tab[p] != ss {
 		for i, x := range more {
 			if x == ss {
 				more[i] = more[len(more)-1]
@@ -42,11 +99,11 @@ func (u *userIndex) remove(user string, ss *session) {
 			}
 		}
 	} else if n := len(more); n > 0 {
-		u.one[user] = more[n-1]
+		u.tab[p] = more[n-1]
 		more[n-1] = nil
 		more = more[:n-1]
 	} else {
-		delete(u.one, user)
+		u.deleteAt(p)
 		return
 	}
 	if len(more) == 0 {
@@ -56,16 +113,31 @@ func (u *userIndex) remove(user string, ss *session) {
 	}
 }
 
+// deleteAt empties place p (backward-shift deletion: no tombstones).
+func (u *userIndex) deleteAt(p int) {
+	mask := len(u.tab) - 1
+	u.tab[p] = nil
+	u.n--
+	for j := (p + 1) & mask; u.tab[j] != nil; j = (j + 1) & mask {
+		// The session at j may move to the hole at p unless its home lies
+		// cyclically in (p, j].
+		h := u.home(u.tab[j].id.user)
+		if (j > p && (h <= p || h > j)) || (j < p && h <= p && h > j) {
+			u.tab[p], u.tab[j] = u.tab[j], nil
+			p = j
+		}
+	}
+}
+
 // has reports whether user has an open session.
 func (u *userIndex) has(user string) bool {
-	_, ok := u.one[user]
-	return ok
+	return u.lookup(user) >= 0
 }
 
 // appendTo appends user's sessions to dst.
 func (u *userIndex) appendTo(dst []*session, user string) []*session {
-	if ss, ok := u.one[user]; ok {
-		dst = append(dst, ss)
+	if p := u.lookup(user); p >= 0 {
+		dst = append(dst, u.tab[p])
 		dst = append(dst, u.more[user]...)
 	}
 	return dst

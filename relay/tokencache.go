@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // Verified tokens are remembered so that a reconnect storm, which presents
@@ -43,8 +44,10 @@ type tokenEntry struct {
 // tokenKey identifies a token in the cache: the first half of its SHA-256.
 type tokenKey [16]byte
 
+// The token's bytes are hashed where they are (Sum256 only reads them):
+// a copy would be a token-sized piece of garbage per lookup.
 func keyOf(tok string) (k tokenKey) {
-	sum := sha256.Sum256([]byte(tok))
+	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(tok), len(tok)))
 	copy(k[:], sum[:])
 	return k
 }
@@ -109,6 +112,13 @@ func (c *tokenCache) slot() int32 {
 		return i
 	}
 	if len(c.ent) < tokenCacheSize {
+		if len(c.ent) == cap(c.ent) {
+			// Doubled up to the cap exactly: append would grow a full
+			// table past tokenCacheSize by up to a quarter, never used.
+			ent := make([]tokenEntry, len(c.ent), min(max(64, 2*cap(c.ent)), tokenCacheSize))
+			copy(ent, c.ent)
+			c.ent = ent
+		}
 		c.ent = append(c.ent, tokenEntry{})
 		return int32(len(c.ent) - 1)
 	}

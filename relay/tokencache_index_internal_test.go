@@ -2,7 +2,9 @@ package relay
 
 import (
 	"math/rand/v2"
+	"strconv"
 	"testing"
+	"time"
 )
 
 // TestTokenIndex adds and removes keys at random, many sharing their home
@@ -44,5 +46,23 @@ func TestTokenIndex(t *testing.T) {
 				t.Fatalf("step %d: key %d: get %d %v, want held %v", step, j, got, ok, held[int32(j)])
 			}
 		}
+	}
+}
+
+// TestTokenCacheTableSize fills the cache past its size: its entries take
+// exactly tokenCacheSize places (no growth past the cap), the oldest token
+// is evicted and the newest found.
+func TestTokenCacheTableSize(t *testing.T) {
+	c := newTokenCache()
+	id := &identity{user: "u", grant: &grant{role: roleUser}}
+	for i := range tokenCacheSize + 10 {
+		c.put("token-"+strconv.Itoa(i), id)
+	}
+	if len(c.ent) != tokenCacheSize || cap(c.ent) != tokenCacheSize || c.len() != tokenCacheSize {
+		t.Fatalf("entries: len %d cap %d, %d cached; want %d each", len(c.ent), cap(c.ent), c.len(), tokenCacheSize)
+	}
+	now := time.Now()
+	if c.get("token-0", now) != nil || c.get("token-"+strconv.Itoa(tokenCacheSize+9), now) != id {
+		t.Fatal("want the oldest token evicted and the newest cached")
 	}
 }
