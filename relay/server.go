@@ -145,13 +145,6 @@ func (s *Server) Start() error {
 		s.stopStarting()
 		return fmt.Errorf("cannot start relay on %s: %w", s.cfg.Listen, err)
 	}
-	want := 1
-	if reusePort {
-		want = s.cfg.Loops
-	}
-	if n := s.setDeferAccept(want); n < want {
-		s.cfg.Logger.Warn("cannot set TCP_DEFER_ACCEPT on every public listener: each connection costs one more wake-up", "set", n, "listeners", want)
-	}
 	s.bg.Add(1 + s.events.senders())
 	go s.tick()
 	s.events.start(s.quit, s.bg.Done)
