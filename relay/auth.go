@@ -99,13 +99,13 @@ type claims struct {
 type authenticator struct {
 	cfg    *Config
 	parser *jwt.Parser
-	secret []byte // HS256
-	hsKey  any    // secret and ed boxed once for key: a slice put in an interface is an allocation
-	edKey  any
+	secret []byte            // HS256
 	rsa    *rsa.PublicKey    // RS256
 	ed     ed25519.PublicKey // EdDSA
-	cache  *tokenCache       // verified tokens (tokencache.go)
-	slab   identitySlab      // where verify makes identities
+	hsKey  any               // secret and ed boxed once for key: a slice put in an interface is an allocation
+	edKey  any
+	cache  *tokenCache  // verified tokens (tokencache.go)
+	slab   identitySlab // where verify makes identities
 }
 
 var (
