@@ -106,8 +106,10 @@ type authenticator struct {
 	secret []byte            // HS256
 	rsa    *rsa.PublicKey    // RS256
 	ed     ed25519.PublicKey // EdDSA
-	cache  *tokenCache       // verified tokens (tokencache.go)
-	slab   identitySlab      // where verify makes identities
+	hsKey  any               // secret and ed boxed once for key: a slice put in an interface is an allocation
+	edKey  any
+	cache  *tokenCache  // verified tokens (tokencache.go)
+	slab   identitySlab // where verify makes identities
 }
 
 var (
@@ -124,6 +126,7 @@ var (
 // HS256 using the public key as secret cannot pass (algorithm confusion).
 func newAuthenticator(cfg *Config) (*authenticator, error) {
 	a := &authenticator{cfg: cfg, secret: []byte(cfg.JWTSecret), cache: newTokenCache()}
+	a.hsKey = a.secret
 	var algs []string
 	if len(a.secret) > 0 {
 		algs = append(algs, jwt.SigningMethodHS256.Alg())
@@ -134,6 +137,7 @@ func newAuthenticator(cfg *Config) (*authenticator, error) {
 			algs = append(algs, jwt.SigningMethodRS256.Alg())
 		} else if k, err := jwt.ParseEdPublicKeyFromPEM(cfg.JWTPublicKey); err == nil {
 			a.ed = k.(ed25519.PublicKey)
+			a.edKey = a.ed
 			algs = append(algs, jwt.SigningMethodEdDSA.Alg())
 		} else {
 			return nil, fmt.Errorf("cannot use JWT public key: not an RSA or Ed25519 public key in PEM: %w", err)
@@ -148,11 +152,11 @@ func newAuthenticator(cfg *Config) (*authenticator, error) {
 func (a *authenticator) key(t *jwt.Token) (any, error) {
 	switch t.Method.Alg() {
 	case jwt.SigningMethodHS256.Alg():
-		return a.secret, nil
+		return a.hsKey, nil
 	case jwt.SigningMethodRS256.Alg():
 		return a.rsa, nil
 	case jwt.SigningMethodEdDSA.Alg():
-		return a.ed, nil
+		return a.edKey, nil
 	}
 	return nil, fmt.Errorf("unexpected alg %q", t.Method.Alg())
 }

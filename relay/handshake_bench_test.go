@@ -121,6 +121,32 @@ func BenchmarkHandshakeJoin(b *testing.B) {
 	b.ReportMetric(float64(loopsBusy(srv)-busy0)/float64(b.N), "relay-loop-ns/op")
 }
 
+// BenchmarkHandshakeJoinDistinct is BenchmarkHandshakeJoin with a token of
+// a user of its own for each connection, as in the bench tool's waves: every
+// handshake verifies a signature and fills a token cache entry.
+func BenchmarkHandshakeJoinDistinct(b *testing.B) {
+	srv := benchRelay(b)
+	reqs := make([][]byte, b.N+1)
+	for i := range reqs {
+		reqs[i] = []byte("GET /ws?token=" + benchToken(b, "user-"+itoa(i)) + " HTTP/1.1\r\nHost: " + srv.Addr() +
+			"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
+			"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: roomcast.v1.msgpack\r\n\r\n")
+	}
+	body, _ := msgpack.Marshal(map[string]any{"t": "join", "room": "lobby", "ref": 1})
+	var jb bytes.Buffer
+	_ = wsutil.WriteClientMessage(&jb, ws.OpBinary, body)
+	br := bufio.NewReaderSize(nil, 4096)
+	benchConn(b, srv.Addr(), reqs[b.N], jb.Bytes(), br) // the room exists from here on
+	busy0 := loopsBusy(srv)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		benchConn(b, srv.Addr(), reqs[i], jb.Bytes(), br)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(loopsBusy(srv)-busy0)/float64(b.N), "relay-loop-ns/op")
+}
+
 // loopsBusy is the nanoseconds all loops have spent handling traffic.
 func loopsBusy(s *Server) int64 {
 	var n int64
@@ -147,6 +173,20 @@ func BenchmarkIdentify(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
 			if _, err := a.identify(tok); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("fresh", func(b *testing.B) { // each token once: every identify verifies
+		a := auth(b)
+		toks := make([]string, b.N)
+		for i := range toks {
+			toks[i] = benchToken(b, "user-"+itoa(i))
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := a.identify(toks[i]); err != nil {
 				b.Fatal(err)
 			}
 		}
