@@ -246,7 +246,7 @@ type tokenIdentity struct {
 // parse's garbage: a parse makes about 45 objects, and a long-lived object
 // made among them keeps its whole span in use after they are collected.
 const (
-	slabIdentities = 64   // tokenIdentity per chunk (5 KiB)
+	slabIdentities = 64   // tokenIdentity per chunk (4 KiB)
 	slabBytes      = 2048 // bytes of user ids and names per chunk
 	slabMaxString  = 256  // a longer user id and name get an allocation of their own
 )
