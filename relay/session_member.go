@@ -1,5 +1,10 @@
 package relay
 
+import "github.com/roomcast/roomcast/shard"
+
+// A session names its user to its rooms, which then keep no copy of it.
+var _ shard.UserMember = (*session)(nil)
+
 // MemberUser names the user the session is connected as (shard.UserMember),
 // so its rooms keep no copy of the id. Called on the loop (by the room, at
 // the session's joins and leaves).
