@@ -13,14 +13,34 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// Roles a token may carry. Anonymous viewers have roleViewer.
+// roleID is a role a token may carry, kept in a byte (TestGrantSize);
+// String is its name. Anonymous viewers have roleViewer. The roles that
+// send come first, in the order of sendRoles (policy.rates).
+type roleID uint8
+
+// Roles a token may carry.
 const (
-	roleUser   = "user"
-	roleMod    = "mod"
-	roleAdmin  = "admin"
-	roleBot    = "bot"
-	roleViewer = "viewer"
+	roleUser roleID = iota
+	roleMod
+	roleAdmin
+	roleBot
+	roleViewer
 )
+
+var roleNames = [...]string{roleUser: "user", roleMod: "mod", roleAdmin: "admin", roleBot: "bot", roleViewer: "viewer"}
+
+// String returns the role's name, as tokens, hello and the publish hook
+// spell it.
+func (r roleID) String() string { return roleNames[r] }
+
+// roleIndex returns the index of the role's send limits in policy.rates:
+// a viewer's are a user's.
+func roleIndex(r roleID) int {
+	if r > roleBot {
+		return 0
+	}
+	return int(r)
+}
 
 // tokenLeeway is the clock skew allowed on nbf and iat; exp gets none
 // (identify checks it again to the second).
@@ -51,9 +71,9 @@ type identity struct {
 // one pointer (TestGrantSize).
 type grant struct {
 	name  string
-	role  string
 	lists *grantLists // nil when the token has neither badges nor rooms
 	exp   int64       // the token's expiry, in Unix nanoseconds; zero means none
+	role  roleID
 	anon  bool
 }
 
@@ -89,7 +109,7 @@ func (id *identity) expired(now time.Time) bool {
 
 // knownRoles maps the roles a token may claim to their constants (no role
 // is a user).
-var knownRoles = map[string]string{"": roleUser, roleUser: roleUser, roleMod: roleMod, roleAdmin: roleAdmin, roleBot: roleBot}
+var knownRoles = map[string]roleID{"": roleUser, "user": roleUser, "mod": roleMod, "admin": roleAdmin, "bot": roleBot}
 
 // claims are the JWT claims roomcast reads.
 type claims struct {
@@ -200,9 +220,9 @@ func (a *authenticator) verify(token string) (*identity, error) {
 	if c.Subject == "" {
 		return nil, errNoSubject
 	}
-	// The role kept is the constant, not the parsed string: that one is a
-	// few bytes sharing a 16-byte allocation with the parse's garbage
-	// (Go's tiny allocator), which it would keep alive with every identity.
+	// The role kept is a byte, not the parsed string: that one is a few
+	// bytes sharing a 16-byte allocation with the parse's garbage (Go's
+	// tiny allocator), which it would keep alive with every identity.
 	role, ok := knownRoles[c.Role]
 	if !ok {
 		return nil, fmt.Errorf("invalid token: unknown role %q", c.Role)
@@ -230,7 +250,7 @@ type tokenIdentity struct {
 // parse's garbage: a parse makes about 45 objects, and a long-lived object
 // made among them keeps its whole span in use after they are collected.
 const (
-	slabIdentities = 64   // tokenIdentity per chunk (5 KiB)
+	slabIdentities = 64   // tokenIdentity per chunk (4 KiB)
 	slabBytes      = 2048 // bytes of user ids and names per chunk
 	slabMaxString  = 256  // a longer user id and name get an allocation of their own
 )

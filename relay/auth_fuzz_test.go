@@ -39,7 +39,7 @@ func fuzzAuth(t testing.TB, cfg *Config) *authenticator {
 // signed with the secret.
 func checkFuzzIdentity(t *testing.T, token string, id *identity) {
 	t.Helper()
-	if id.user == "" || id.anon || !slices.Contains(sendRoles, id.role) {
+	if id.user == "" || id.anon || !slices.Contains(sendRoles, id.role.String()) {
 		t.Fatalf("identify(%q) = %+v: want a user, a role of %v, not anonymous", token, id, sendRoles)
 	}
 	parts := strings.Split(token, ".")

@@ -257,7 +257,7 @@ func (s *session) upgradeWS(req []byte) bool {
 // encodes again (nil if it cannot be encoded, never expected).
 func (s *session) helloFrame(id *identity, f proto.Format) []byte {
 	b, err := s.loop.enc.Frame(f, &proto.Hello{T: proto.THello, V: 1, User: id.user, Name: id.name, Anon: id.anon,
-		Role: id.role, Limits: s.srv.helloLimits(id), Node: s.srv.cfg.NodeID})
+		Role: id.role.String(), Limits: s.srv.helloLimits(id), Node: s.srv.cfg.NodeID})
 	if err != nil {
 		s.srv.cfg.Logger.Error("cannot encode hello", "err", err)
 		return nil

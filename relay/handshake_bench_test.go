@@ -248,7 +248,7 @@ func BenchmarkUpgradeParse(b *testing.B) {
 // the loop's encoder.
 func BenchmarkHelloEncode(b *testing.B) {
 	enc := proto.NewEncoder()
-	h := &proto.Hello{T: proto.THello, V: 1, User: "u1", Name: "Bench u1", Role: roleUser,
+	h := &proto.Hello{T: proto.THello, V: 1, User: "u1", Name: "Bench u1", Role: roleUser.String(),
 		Limits: proto.Limits{MaxBody: 1000, MaxRooms: 16, MaxFrame: 65536, Rate: 5, Burst: 10}, Node: "bench"}
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {

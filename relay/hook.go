@@ -263,7 +263,7 @@ func (t *hookTicket) answer(seq uint64, err error) {
 // roomcast_publish_hook_requests_total) and the message's fate: nil to
 // sequence t.msg (rewritten if the backend said so), else the refusal.
 func (h *publishHook) ask(t *hookTicket) (hookOutcome, error) {
-	body, err := json.Marshal(hookRequest{Room: t.room, From: t.msg.From, Name: t.msg.Name, Role: t.id.role,
+	body, err := json.Marshal(hookRequest{Room: t.room, From: t.msg.From, Name: t.msg.Name, Role: t.id.role.String(),
 		Body: t.msg.Body, Meta: t.msg.Meta})
 	if err != nil {
 		return h.failed(hookError)

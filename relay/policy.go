@@ -63,9 +63,11 @@ const maxFlushInterval = time.Second
 const autoFlushPerMember = 10 * time.Microsecond
 
 // Roles that send, in the order of policy.rates.
-var sendRoles = []string{roleUser, roleMod, roleAdmin, roleBot}
+var sendRoles = []string{roleUser.String(), roleMod.String(), roleAdmin.String(), roleBot.String()}
 
-func roleIndex(role string) int {
+// rateIndex is the index in policy.rates of the role named role; 0 for
+// an unknown one.
+func rateIndex(role string) int {
 	for i, r := range sendRoles {
 		if r == role {
 			return i
@@ -163,7 +165,7 @@ func (ps *policies) resolve(cfg *Config, base, ns Namespace, name string) (*poli
 	rates := defaultRates(cfg)
 	for _, over := range []map[string]RateLimit{base.RateLimits, ns.RateLimits} {
 		for role, rl := range over {
-			i := roleIndex(role)
+			i := rateIndex(role)
 			if sendRoles[i] != role || rl.Rate <= 0 || rl.Burst < 1 {
 				return nil, fmt.Errorf("namespace %q: rate_limits.%s needs a role of %s, rate > 0 and burst >= 1", name, role, strings.Join(sendRoles, ", "))
 			}

@@ -24,11 +24,11 @@ func TestIdentitySize(t *testing.T) {
 }
 
 // TestGrantSize keeps a token's identity and grant, allocated together
-// (auth.go tokenIdentity), in the 80-byte size class: with a token per user
-// each connection has its own.
+// (auth.go tokenIdentity), in the 64-byte size class: with a token per user
+// each connection has its own. The role is a byte (roleID).
 func TestGrantSize(t *testing.T) {
-	if n := unsafe.Sizeof(tokenIdentity{}); n > 80 {
-		t.Errorf("tokenIdentity is %d bytes, want at most 80: put what few tokens have in grantLists", n)
+	if n := unsafe.Sizeof(tokenIdentity{}); n > 64 {
+		t.Errorf("tokenIdentity is %d bytes, want at most 64: put what few tokens have in grantLists", n)
 	}
 }
 

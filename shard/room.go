@@ -82,6 +82,8 @@ type Room struct {
 	loops     []loopRoom   // indexed by event loop
 
 	remoteUsers map[string]string // users other nodes list, by id: their names; guarded by mu (Bus; remote_members.go)
+
+	userOf map[*Membership]string // the user of a local member that does not name it (UserMember); guarded by mu, made on first use
 }
 
 // hasUserLocked reports whether the user has connections in the room on
@@ -137,22 +139,61 @@ type loopRoom struct {
 // Membership is one connection's place in a room. It is created and ended on
 // the member's event loop.
 //
-// It takes 64 bytes (TestMembershipSize): one is kept per member, idle or
-// not (see BENCHMARKS.md, memory per connection). Its room is lr.room.
+// It takes 48 bytes (TestMembershipSize): one is kept per member, idle or
+// not (see BENCHMARKS.md, memory per connection). Its room is lr.room. It
+// does not hold the user id it joined under: a UserMember names it (named),
+// the room keeps the others' in Room.userOf.
 type Membership struct {
 	lr       *loopRoom
 	m        Member
-	user     string
 	joinDisp uint64 // skip messages with evn <= this; owned by the loop
 	joinPres uint64 // skip presence with evn <= this; owned by the loop
 	idx      int32  // position in lr.members; owned by the loop
 	format   proto.Format
 	wire     uint8 // the flight's frames it reads: its format, compressed or not
 	anon     bool
+	named    bool // m is a UserMember naming the user it joined as (user)
+}
+
+// UserMember is a Member that names the user it is connected as. A member
+// that names, at its join, the JoinRequest's User must name that user for
+// as long as it is in the room: the room then keeps no copy of the id (16
+// bytes per member). Called on the member's loop, with the room's lock
+// held: it must only read a field.
+type UserMember interface {
+	Member
+	MemberUser() string
 }
 
 // Room returns the room of the membership.
 func (ms *Membership) Room() *Room { return ms.lr.room }
+
+// setUserLocked records the user ms joined as: a UserMember naming it keeps
+// it, else the room does. Called with r.mu held.
+func (r *Room) setUserLocked(ms *Membership, user string) {
+	if um, ok := ms.m.(UserMember); ok && um.MemberUser() == user {
+		ms.named = true
+		return
+	}
+	if r.userOf == nil {
+		r.userOf = map[*Membership]string{}
+	}
+	r.userOf[ms] = user
+}
+
+// userLocked returns the user ms joined as and forgets the room's copy.
+// Called with r.mu held, once, when ms leaves.
+func (r *Room) userLocked(ms *Membership) string {
+	if ms.named {
+		return ms.m.(UserMember).MemberUser()
+	}
+	u := r.userOf[ms]
+	delete(r.userOf, ms)
+	if len(r.userOf) == 0 {
+		r.userOf = nil // a map keeps its buckets after deletes
+	}
+	return u
+}
 
 func newRoom(h *Hub, name string) *Room {
 	p := h.cfg.Policy(proto.Namespace(name))
@@ -276,7 +317,7 @@ func (r *Room) join(req *JoinRequest) (*Membership, JoinResult, error) {
 		lr.loop = req.Loop
 	}
 	ms := &Membership{lr: lr, m: req.Member, format: req.Format, wire: wireOf(req.Format, req.Compressed),
-		user: req.User, anon: req.Anon, idx: int32(len(lr.members))}
+		anon: req.Anon, idx: int32(len(lr.members))}
 	if ms.wire != uint8(ms.format) {
 		r.zCount[ms.format]++
 	}
@@ -289,6 +330,9 @@ func (r *Room) join(req *JoinRequest) (*Membership, JoinResult, error) {
 	r.hub.Stats.Members.Add(1)
 	if r.fmtCount[req.Format]++; r.fmtCount[req.Format] == 1 && req.Format != proto.Msgpack {
 		r.encodeFormatLocked(req.Format)
+	}
+	if !req.Anon {
+		r.setUserLocked(ms, req.User)
 	}
 	newUser := !req.Anon && r.users.add(req.User, req.Name)
 	switch {
@@ -454,8 +498,10 @@ func (ms *Membership) Leave() {
 		r.zCount[ms.format]--
 	}
 	gone := ""
-	if !ms.anon && r.users.remove(ms.user) && !r.elsewhereLocked(ms.user) {
-		gone = ms.user
+	if !ms.anon {
+		if user := r.userLocked(ms); r.users.remove(user) && !r.elsewhereLocked(user) {
+			gone = user
+		}
 	}
 	if r.count == 0 {
 		r.emptySince = r.hub.cfg.Now()
