@@ -35,28 +35,41 @@ type memTrim struct {
 	base   int64 // open connections at the last trim
 	prev   int64 // open connections at the previous tick
 	quiet  int   // ticks since prev changed
+	calm   int   // ticks since the count last moved by waveRate or more
 	waving bool  // counted in gcWaves
 }
 
 // tick is called once a second with the open connections; it reports
 // whether it trimmed.
 func (m *memTrim) tick(conns int64) bool {
+	m.wave(abs64(conns - m.prev))
 	if conns != m.prev {
-		if !m.waving && abs64(conns-m.prev) >= waveRate {
-			m.waving = gcWaves.enter()
-		}
 		m.prev, m.quiet = conns, 0
 		return false
 	}
-	if m.quiet++; m.quiet >= trimQuiet {
-		m.end()
-	}
-	if m.quiet < trimQuiet || abs64(conns-m.base) < trimWave {
+	if m.quiet++; m.quiet < trimQuiet || abs64(conns-m.base) < trimWave {
 		return false
 	}
 	m.base = conns
 	debug.FreeOSMemory()
 	return true
+}
+
+// wave starts a wave when the count moved by waveRate or more in a tick,
+// and ends it after trimQuiet ticks in which it moved by less (a relay
+// whose count never holds still, with a few connections a second, is not
+// in a wave).
+func (m *memTrim) wave(moved int64) {
+	if moved >= waveRate {
+		m.calm = 0
+		if !m.waving {
+			m.waving = gcWaves.enter()
+		}
+		return
+	}
+	if m.calm++; m.calm >= trimQuiet {
+		m.end()
+	}
 }
 
 // end ends the trim's wave, if it is in one. The tick goroutine calls it

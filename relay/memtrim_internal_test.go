@@ -72,3 +72,23 @@ func TestMemTrimWaveGC(t *testing.T) {
 		t.Fatalf("GOGC %d (waving %v) with the collector off, want it left off", got, c.waving)
 	}
 }
+
+// TestMemTrimWaveEndsUnderChurn: a wave ends, and GOGC is put back, once
+// the count moves by less than waveRate a tick for trimQuiet ticks, even
+// if it never holds still (a busy relay's few connections a second).
+func TestMemTrimWaveEndsUnderChurn(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(200))
+	var m memTrim
+	defer m.end()
+	m.tick(0)
+	m.tick(2 * waveRate)
+	if got := gcPercent(); got != waveGCPercent {
+		t.Fatalf("GOGC %d in a wave, want %d", got, waveGCPercent)
+	}
+	for i := int64(1); i <= trimQuiet; i++ {
+		m.tick(2*waveRate + i) // one more connection a tick
+	}
+	if got := gcPercent(); got != 200 || m.waving {
+		t.Fatalf("GOGC %d (waving %v) after %d ticks of one connection each, want 200 back", got, m.waving, trimQuiet)
+	}
+}
