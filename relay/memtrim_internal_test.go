@@ -27,13 +27,6 @@ func TestMemTrimAfterWave(t *testing.T) {
 	}
 }
 
-// gcPercent reads the collector's GOGC.
-func gcPercent() int {
-	p := debug.SetGCPercent(100)
-	debug.SetGCPercent(p)
-	return p
-}
-
 // TestMemTrimWaveGC: a wave (waveRate a tick or more) lowers GOGC to
 // waveGCPercent until the count holds still for trimQuiet ticks, then puts
 // back the GOGC it found; two relays' waves overlapping put it back when
@@ -90,5 +83,16 @@ func TestMemTrimWaveEndsUnderChurn(t *testing.T) {
 	}
 	if got := gcPercent(); got != 200 || m.waving {
 		t.Fatalf("GOGC %d (waving %v) after %d ticks of one connection each, want 200 back", got, m.waving, trimQuiet)
+	}
+}
+
+// TestGCPercentReads: gcPercent reads what SetGCPercent set, off included.
+func TestGCPercentReads(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	for _, p := range []int{100, 25, 300, -1} {
+		debug.SetGCPercent(p)
+		if got := gcPercent(); got != p {
+			t.Errorf("gcPercent() = %d after SetGCPercent(%d)", got, p)
+		}
 	}
 }
