@@ -119,10 +119,7 @@ func (u *userIndex) deleteAt(p int) {
 	u.tab[p] = nil
 	u.n--
 	for j := (p + 1) & mask; u.tab[j] != nil; j = (j + 1) & mask {
-		// The session at j may move to the hole at p unless its home lies
-		// cyclically in (p, j].
-		h := u.home(u.tab[j].id.user)
-		if (j > p && (h <= p || h > j)) || (j < p && h <= p && h > j) {
+		if mayFill(p, j, u.home(u.tab[j].id.user)) {
 			u.tab[p], u.tab[j] = u.tab[j], nil
 			p = j
 		}
