@@ -8,7 +8,7 @@ import "hash/maphash"
 //
 // Most users have one connection, so the first session of each user is
 // all the table holds: an open-addressing table of session pointers
-// (linear probing, at most 3/4 full), 8 to 14 bytes per user where a
+// (linear probing, 3/8 to 3/4 full), 11 to 22 bytes per user where a
 // map[string]*session takes about 45 (relay/proto/PROTOCOL.md, "Memory per
 // connection"). The key is the session's own user id (ss.id.user): a
 // session's id is replaced only by refresh, with the same user, under
