@@ -123,13 +123,13 @@ type claims struct {
 type authenticator struct {
 	cfg    *Config
 	parser *jwt.Parser
-	secret []byte            // HS256
-	rsa    *rsa.PublicKey    // RS256
-	ed     ed25519.PublicKey // EdDSA
-	hsKey  any               // secret and ed boxed once for key: a slice put in an interface is an allocation
-	edKey  any
-	cache  *tokenCache  // verified tokens (tokencache.go)
-	slab   identitySlab // where verify makes identities
+	// The keys, nil when not configured. The slices are boxed once, for
+	// key: a slice put in an interface is an allocation.
+	hs    any            // HS256: the secret, a []byte
+	rsa   *rsa.PublicKey // RS256
+	ed    any            // EdDSA: an ed25519.PublicKey
+	cache *tokenCache    // verified tokens (tokencache.go)
+	slab  identitySlab   // where verify makes identities
 }
 
 var (
@@ -145,10 +145,10 @@ var (
 // alg is checked only against its own kind of key, so a token signed with
 // HS256 using the public key as secret cannot pass (algorithm confusion).
 func newAuthenticator(cfg *Config) (*authenticator, error) {
-	a := &authenticator{cfg: cfg, secret: []byte(cfg.JWTSecret), cache: newTokenCache()}
-	a.hsKey = a.secret
+	a := &authenticator{cfg: cfg, cache: newTokenCache()}
 	var algs []string
-	if len(a.secret) > 0 {
+	if cfg.JWTSecret != "" {
+		a.hs = []byte(cfg.JWTSecret)
 		algs = append(algs, jwt.SigningMethodHS256.Alg())
 	}
 	if len(cfg.JWTPublicKey) > 0 {
@@ -157,7 +157,6 @@ func newAuthenticator(cfg *Config) (*authenticator, error) {
 			algs = append(algs, jwt.SigningMethodRS256.Alg())
 		} else if k, err := jwt.ParseEdPublicKeyFromPEM(cfg.JWTPublicKey); err == nil {
 			a.ed = k.(ed25519.PublicKey)
-			a.edKey = a.ed
 			algs = append(algs, jwt.SigningMethodEdDSA.Alg())
 		} else {
 			return nil, fmt.Errorf("cannot use JWT public key: not an RSA or Ed25519 public key in PEM: %w", err)
@@ -172,11 +171,11 @@ func newAuthenticator(cfg *Config) (*authenticator, error) {
 func (a *authenticator) key(t *jwt.Token) (any, error) {
 	switch t.Method.Alg() {
 	case jwt.SigningMethodHS256.Alg():
-		return a.hsKey, nil
+		return a.hs, nil
 	case jwt.SigningMethodRS256.Alg():
 		return a.rsa, nil
 	case jwt.SigningMethodEdDSA.Alg():
-		return a.edKey, nil
+		return a.ed, nil
 	}
 	return nil, fmt.Errorf("unexpected alg %q", t.Method.Alg())
 }
@@ -194,7 +193,7 @@ func (a *authenticator) identify(token string) (*identity, error) {
 		}
 		return &identity{grant: anonGrant}, nil
 	}
-	if len(a.secret) == 0 && a.rsa == nil && a.ed == nil {
+	if a.hs == nil && a.rsa == nil && a.ed == nil {
 		return nil, errNoVerifier
 	}
 	if id := a.cache.get(token, time.Now()); id != nil {

@@ -106,19 +106,7 @@ func BenchmarkHandshakeJoin(b *testing.B) {
 		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
 		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: roomcast.v1.msgpack\r\n" +
 		"Origin: https://game.example\r\nUser-Agent: bench\r\n\r\n")
-	body, _ := msgpack.Marshal(map[string]any{"t": "join", "room": "lobby", "ref": 1})
-	var jb bytes.Buffer
-	_ = wsutil.WriteClientMessage(&jb, ws.OpBinary, body)
-	br := bufio.NewReaderSize(nil, 4096)
-	benchConn(b, srv.Addr(), req, jb.Bytes(), br) // the room exists from here on
-	busy0 := loopsBusy(srv)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		benchConn(b, srv.Addr(), req, jb.Bytes(), br)
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(loopsBusy(srv)-busy0)/float64(b.N), "relay-loop-ns/op")
+	benchHandshakeJoins(b, srv, func(int) []byte { return req })
 }
 
 // BenchmarkHandshakeJoinDistinct is BenchmarkHandshakeJoin with a token of
@@ -132,16 +120,22 @@ func BenchmarkHandshakeJoinDistinct(b *testing.B) {
 			"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
 			"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: roomcast.v1.msgpack\r\n\r\n")
 	}
+	benchHandshakeJoins(b, srv, func(i int) []byte { return reqs[i] })
+}
+
+// benchHandshakeJoins times b.N handshakes, each with a join of lobby, the
+// i-th with the upgrade request req(i); req(b.N) made the room before.
+func benchHandshakeJoins(b *testing.B, srv *Server, req func(i int) []byte) {
 	body, _ := msgpack.Marshal(map[string]any{"t": "join", "room": "lobby", "ref": 1})
 	var jb bytes.Buffer
 	_ = wsutil.WriteClientMessage(&jb, ws.OpBinary, body)
 	br := bufio.NewReaderSize(nil, 4096)
-	benchConn(b, srv.Addr(), reqs[b.N], jb.Bytes(), br) // the room exists from here on
+	benchConn(b, srv.Addr(), req(b.N), jb.Bytes(), br) // the room exists from here on
 	busy0 := loopsBusy(srv)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		benchConn(b, srv.Addr(), reqs[i], jb.Bytes(), br)
+		benchConn(b, srv.Addr(), req(i), jb.Bytes(), br)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(loopsBusy(srv)-busy0)/float64(b.N), "relay-loop-ns/op")

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"runtime/debug"
+	rtmetrics "runtime/metrics"
 	"sync"
 )
 
@@ -21,8 +22,8 @@ import (
 // addresses, memberships) share with it. That is about the garbage of one
 // cycle, so it grows with the collector's GOGC: while connections arrive or
 // leave at waveRate a second or more, memTrim lowers the collector's goal
-// to waveGCPercent, and puts it back when the count holds still for
-// trimQuiet ticks (relay/proto/PROTOCOL.md, "Memory per connection").
+// to waveGCPercent, and puts it back after trimQuiet ticks in which the
+// count moved by less (relay/proto/PROTOCOL.md, "Memory per connection").
 const (
 	trimQuiet     = 2    // ticks (seconds) without a change in open connections
 	trimWave      = 1000 // connections opened or closed since the last trim
@@ -35,28 +36,41 @@ type memTrim struct {
 	base   int64 // open connections at the last trim
 	prev   int64 // open connections at the previous tick
 	quiet  int   // ticks since prev changed
+	calm   int   // ticks since the count last moved by waveRate or more
 	waving bool  // counted in gcWaves
 }
 
 // tick is called once a second with the open connections; it reports
 // whether it trimmed.
 func (m *memTrim) tick(conns int64) bool {
+	m.wave(abs64(conns - m.prev))
 	if conns != m.prev {
-		if !m.waving && abs64(conns-m.prev) >= waveRate {
-			m.waving = gcWaves.enter()
-		}
 		m.prev, m.quiet = conns, 0
 		return false
 	}
-	if m.quiet++; m.quiet >= trimQuiet {
-		m.end()
-	}
-	if m.quiet < trimQuiet || abs64(conns-m.base) < trimWave {
+	if m.quiet++; m.quiet < trimQuiet || abs64(conns-m.base) < trimWave {
 		return false
 	}
 	m.base = conns
 	debug.FreeOSMemory()
 	return true
+}
+
+// wave starts a wave when the count moved by waveRate or more in a tick,
+// and ends it after trimQuiet ticks in which it moved by less (a relay
+// whose count never holds still, with a few connections a second, is not
+// in a wave).
+func (m *memTrim) wave(moved int64) {
+	if moved >= waveRate {
+		m.calm = 0
+		if !m.waving {
+			m.waving = gcWaves.enter()
+		}
+		return
+	}
+	if m.calm++; m.calm >= trimQuiet {
+		m.end()
+	}
 }
 
 // end ends the trim's wave, if it is in one. The tick goroutine calls it
@@ -86,12 +100,10 @@ func (w *waveGC) enter() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.n == 0 {
-		old := debug.SetGCPercent(waveGCPercent)
-		if old < 0 || old <= waveGCPercent {
-			debug.SetGCPercent(old)
-			return false
+		if old := gcPercent(); old < 0 || old <= waveGCPercent {
+			return false // not even for an instant: at 25 a GOGC=off heap would collect
 		}
-		w.old = old
+		w.old = debug.SetGCPercent(waveGCPercent)
 	}
 	w.n++
 	return true
@@ -104,6 +116,14 @@ func (w *waveGC) leave() {
 	if w.n--; w.n == 0 {
 		debug.SetGCPercent(w.old)
 	}
+}
+
+// gcPercent returns the collector's GOGC, -1 when it is off, without
+// setting it.
+func gcPercent() int {
+	s := [1]rtmetrics.Sample{{Name: "/gc/gogc:percent"}}
+	rtmetrics.Read(s[:])
+	return int(int64(s[0].Value.Uint64()))
 }
 
 func abs64(n int64) int64 {

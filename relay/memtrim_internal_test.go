@@ -27,13 +27,6 @@ func TestMemTrimAfterWave(t *testing.T) {
 	}
 }
 
-// gcPercent reads the collector's GOGC.
-func gcPercent() int {
-	p := debug.SetGCPercent(100)
-	debug.SetGCPercent(p)
-	return p
-}
-
 // TestMemTrimWaveGC: a wave (waveRate a tick or more) lowers GOGC to
 // waveGCPercent until the count holds still for trimQuiet ticks, then puts
 // back the GOGC it found; two relays' waves overlapping put it back when
@@ -70,5 +63,36 @@ func TestMemTrimWaveGC(t *testing.T) {
 	c.tick(0)
 	if got := gcPercent(); got != -1 || c.waving {
 		t.Fatalf("GOGC %d (waving %v) with the collector off, want it left off", got, c.waving)
+	}
+}
+
+// TestMemTrimWaveEndsUnderChurn: a wave ends, and GOGC is put back, once
+// the count moves by less than waveRate a tick for trimQuiet ticks, even
+// if it never holds still (a busy relay's few connections a second).
+func TestMemTrimWaveEndsUnderChurn(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(200))
+	var m memTrim
+	defer m.end()
+	m.tick(0)
+	m.tick(2 * waveRate)
+	if got := gcPercent(); got != waveGCPercent {
+		t.Fatalf("GOGC %d in a wave, want %d", got, waveGCPercent)
+	}
+	for i := int64(1); i <= trimQuiet; i++ {
+		m.tick(2*waveRate + i) // one more connection a tick
+	}
+	if got := gcPercent(); got != 200 || m.waving {
+		t.Fatalf("GOGC %d (waving %v) after %d ticks of one connection each, want 200 back", got, m.waving, trimQuiet)
+	}
+}
+
+// TestGCPercentReads: gcPercent reads what SetGCPercent set, off included.
+func TestGCPercentReads(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	for _, p := range []int{100, 25, 300, -1} {
+		debug.SetGCPercent(p)
+		if got := gcPercent(); got != p {
+			t.Errorf("gcPercent() = %d after SetGCPercent(%d)", got, p)
+		}
 	}
 }

@@ -8,7 +8,7 @@ import "hash/maphash"
 //
 // Most users have one connection, so the first session of each user is
 // all the table holds: an open-addressing table of session pointers
-// (linear probing, at most 3/4 full), 8 to 14 bytes per user where a
+// (linear probing, 3/8 to 3/4 full), 11 to 22 bytes per user where a
 // map[string]*session takes about 45 (relay/proto/PROTOCOL.md, "Memory per
 // connection"). The key is the session's own user id (ss.id.user): a
 // session's id is replaced only by refresh, with the same user, under
@@ -119,10 +119,7 @@ func (u *userIndex) deleteAt(p int) {
 	u.tab[p] = nil
 	u.n--
 	for j := (p + 1) & mask; u.tab[j] != nil; j = (j + 1) & mask {
-		// The session at j may move to the hole at p unless its home lies
-		// cyclically in (p, j].
-		h := u.home(u.tab[j].id.user)
-		if (j > p && (h <= p || h > j)) || (j < p && h <= p && h > j) {
+		if mayFill(p, j, u.home(u.tab[j].id.user)) {
 			u.tab[p], u.tab[j] = u.tab[j], nil
 			p = j
 		}

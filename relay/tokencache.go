@@ -242,12 +242,16 @@ func (x *tokenIndex) remove(k tokenKey, ent []tokenEntry) {
 	x.tab[p] = 0
 	x.n--
 	for j := (p + 1) & mask; x.tab[j] != 0; j = (j + 1) & mask {
-		// The key at j may move to the hole at p unless its home lies
-		// cyclically in (p, j].
-		h := x.home(ent[x.tab[j]-1].key)
-		if (j > p && (h <= p || h > j)) || (j < p && h <= p && h > j) {
+		if mayFill(p, j, x.home(ent[x.tab[j]-1].key)) {
 			x.tab[p], x.tab[j] = x.tab[j], 0
 			p = j
 		}
 	}
+}
+
+// mayFill reports whether, in a linear-probing table, the key at j whose
+// home is h may move to the hole at p: unless its home lies cyclically in
+// (p, j]. Backward-shift deletion (tokenIndex, userIndex) moves such keys.
+func mayFill(p, j, h int) bool {
+	return (j > p && (h <= p || h > j)) || (j < p && h <= p && h > j)
 }
