@@ -162,16 +162,27 @@ func (d *Decoder) wrong(field, want string) error {
 	return d.mp.Skip()
 }
 
-func (d *Decoder) str(field string, dst *string) error {
+// isString peeks at the next value: true for a string; false (and the
+// value skipped) for nil, or for anything else after recording field as
+// wrong.
+func (d *Decoder) isString(field string) (bool, error) {
 	c, err := d.mp.PeekCode()
 	if err != nil {
-		return err
+		return false, err
 	}
 	if c == msgpcode.Nil {
-		return d.mp.Skip()
+		return false, d.mp.Skip()
 	}
 	if !isStr(c) {
-		return d.wrong(field, "a string")
+		return false, d.wrong(field, "a string")
+	}
+	return true, nil
+}
+
+func (d *Decoder) str(field string, dst *string) error {
+	ok, err := d.isString(field)
+	if !ok {
+		return err
 	}
 	*dst, err = d.mp.DecodeString()
 	return err
@@ -201,15 +212,9 @@ func (d *Decoder) inPlace() ([]byte, error) {
 // name is str for a field whose usual values are known: one of them is
 // taken from known rather than copied from the frame.
 func (d *Decoder) name(field string, dst *string, known []string) error {
-	c, err := d.mp.PeekCode()
-	if err != nil {
+	ok, err := d.isString(field)
+	if !ok {
 		return err
-	}
-	if c == msgpcode.Nil {
-		return d.mp.Skip()
-	}
-	if !isStr(c) {
-		return d.wrong(field, "a string")
 	}
 	v, err := d.inPlace()
 	if err != nil {
