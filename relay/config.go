@@ -26,6 +26,7 @@ type Config struct {
 	MaxBody      int           // characters per message body; zero means 500
 	MaxRooms     int           // rooms per connection; zero means 32
 	MaxOutbound  int           // bytes queued per connection before close 4009; zero means 1 MiB
+	SendBuffer   int           // SO_SNDBUF of public connections in bytes (the kernel doubles it); zero means the kernel's autotuning (up to net.ipv4.tcp_wmem's max)
 	IdleTimeout  time.Duration // close 4000 after this long without any frame; zero means 60s
 	PingInterval time.Duration // server pings this often; zero means 25s
 	History      int           // messages kept per room; zero means 100, negative means none

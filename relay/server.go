@@ -135,6 +135,8 @@ func (s *Server) Start() error {
 			gnet.WithReuseAddr(true),
 			gnet.WithReusePort(reusePort),
 			gnet.WithLogger(gnetLogger{s.cfg.Logger}),
+			// Set on the listeners; accepted sockets inherit it.
+			gnet.WithSocketSendBuffer(s.cfg.SendBuffer),
 		)
 		s.engineStopped(err)
 		s.stopped <- err

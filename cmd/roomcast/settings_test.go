@@ -104,8 +104,9 @@ func TestSettingsKeepFlagDefaults(t *testing.T) {
 		"trusted-proxies": "",
 		// the room engine's, new with the table
 		"batch-msgs": "256", "batch-bytes": "65536", "presence-interval": "1s", "empty-room-ttl": "10m0s",
-		"compression":     "true", // issue 13
-		"presence-window": "50ms", // issue 13 part 4
+		"compression":     "true",   // issue 13
+		"presence-window": "50ms",   // issue 13 part 4
+		"send-buffer":     "262144", // stalled readers' kernel memory bounded
 	}
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	register(fs, settings(&options{}))
