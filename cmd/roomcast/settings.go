@@ -54,6 +54,8 @@ func settings(o *options) []setting {
 		{"max-rooms", &c.MaxRooms, d.MaxRooms, "", "rooms one connection may join"},
 		{"max-rooms-total", &c.MaxRoomsTotal, d.MaxRoomsTotal, "", "rooms this relay may hold (`-1`: no limit); joins past it get `unavailable` (HTTP 503)"},
 		{"max-outbound", &c.MaxOutbound, d.MaxOutbound, "", "bytes queued for a slow connection (every frame: room traffic, replies, pongs) before close `4009`"},
+		// The binary's own default: relay.Config's zero keeps the kernel's
+		// autotuning for embedders (relay/proto/PROTOCOL.md, slow consumers).
 		{"send-buffer", &c.SendBuffer, 256 << 10, "", "kernel send buffer of each public connection, in bytes (`SO_SNDBUF`; `0`: the kernel's autotuning, up to 4 MiB per connection on Linux): what a reader that stops reading holds in the kernel before `max-outbound` starts to count"},
 		{"max-conns", &c.MaxConns, 0, "from the fd limit", "open connections on the public listener, then HTTP 503 (`0`: the file descriptor limit less max(64, limit/10); `-1`: no cap)"},
 		{"idle-timeout", &c.IdleTimeout, d.IdleTimeout, "", "close `4000` after this long without anything received"},
