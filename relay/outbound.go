@@ -93,7 +93,12 @@ func (s *session) tickClosing(now time.Time) {
 	case s.flushing && s.conn.OutboundBuffered() == 0:
 		s.endClose()
 	case s.flushing && s.since.age(now) > slowCloseLimit:
-		_ = s.conn.Close() // it does not read: drop the queue
+		// It does not read: drop the queue, the kernel's too. A plain
+		// close would leave the kernel sending what its send buffer holds
+		// (up to -send-buffer, or 4 MiB autotuned) to a peer that does not
+		// read; with SO_LINGER 0 the close discards it and resets.
+		_ = unix.SetsockoptLinger(s.conn.Fd(), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1})
+		_ = s.conn.Close()
 	case !s.flushing && s.since.age(now) > closeLinger:
 		_ = s.conn.Close()
 	}

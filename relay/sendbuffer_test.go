@@ -1,14 +1,20 @@
 package relay_test
 
 import (
+	"errors"
+	"io"
 	"net"
 	"os"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/roomcast/roomcast/relay"
+	"github.com/roomcast/roomcast/shard"
 )
 
 // TestSendBufferSet: with SendBuffer set, the relay's side of a public
@@ -91,4 +97,40 @@ func port(t *testing.T, addr string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestSlowConsumerCutOffResets: a slow consumer that still does not read
+// when slowCloseLimit passes is cut off with a reset, so the kernel drops
+// what it still held for it (the relay's send buffer, up to 4 MiB when
+// autotuned) rather than going on sending it to a peer that does not read.
+// Read afterwards, the connection ends in ECONNRESET, not in a slow EOF
+// after the kernel's backlog.
+func TestSlowConsumerCutOffResets(t *testing.T) {
+	t.Parallel()
+	srv := startRelay(t, func(c *relay.Config) { c.MaxOutbound = 64 << 10 })
+	slow := dialSmall(t, srv, dialOpts{})
+	slow.expect("hello")
+	slow.join("stream", 1)
+	body := strings.Repeat("x", 400)
+	for i := 0; metricsOf(t, srv)["roomcast_slow_consumers_total"] == 0; i++ {
+		if i == 2000 {
+			t.Fatal("100000 messages and the member is not slow")
+		}
+		for j := 0; j < 50; j++ {
+			if _, err := srv.Hub().Publish("stream", &shard.Message{From: "bot", Body: body}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// The relay cuts it off slowCloseLimit (5 s) after, at a tick.
+	for end := time.Now().Add(20 * time.Second); metricsOf(t, srv)[`roomcast_connections{anonymous="true",kind="ws"}`] != 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the slow consumer was not cut off")
+		}
+	}
+	_ = slow.conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	n, err := io.Copy(io.Discard, slow.br)
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("read %d bytes after the cut, then %v; want ECONNRESET", n, err)
+	}
 }
