@@ -61,11 +61,7 @@ func writesOf(ws []wire) int {
 func TestPresenceWindowCoalescesJoins(t *testing.T) {
 	e := newEnv(t, Config{Loops: 2, PresenceWindow: time.Hour})
 	const room = "pw:storm"
-	m0, _, _ := e.join(t, room, 0, JoinRequest{User: "old"})
-	r := e.hub.Lookup(room)
-	endWindow(r)
-	settle(t, e.hub)
-	m0.next(t)
+	r, m0 := oldMember(t, e, room)
 
 	st := &e.hub.Stats
 	flushes := st.Flushes.Load()
@@ -112,11 +108,7 @@ func TestPresenceWindowCoalescesJoins(t *testing.T) {
 func TestPresenceWindowMessageGoesAtOnce(t *testing.T) {
 	e := newEnv(t, Config{Loops: 2, PresenceWindow: time.Hour})
 	const room = "pw:chat"
-	m0, _, _ := e.join(t, room, 0, JoinRequest{User: "old"})
-	r := e.hub.Lookup(room)
-	endWindow(r)
-	settle(t, e.hub)
-	m0.next(t)
+	_, m0 := oldMember(t, e, room)
 
 	st := &e.hub.Stats
 	js := joinStorm(t, e, room, 5)
@@ -232,4 +224,17 @@ func TestPresenceWindowOff(t *testing.T) {
 	if ws := m.next(t); len(presences(ws)) != 3 {
 		t.Errorf("got %d presence frames, want 3", len(presences(ws)))
 	}
+}
+
+// oldMember joins user "old" to room, lets the presence window of its join
+// end, and reads what that flight brought it: a member already there when
+// a test's joins come.
+func oldMember(t *testing.T, e *testEnv, room string) (*Room, *recMember) {
+	t.Helper()
+	m0, _, _ := e.join(t, room, 0, JoinRequest{User: "old"})
+	r := e.hub.Lookup(room)
+	endWindow(r)
+	settle(t, e.hub)
+	m0.next(t)
+	return r, m0
 }

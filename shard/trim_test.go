@@ -10,11 +10,7 @@ import (
 // window, and lets the one flight of the storm go out.
 func stormRoom(t *testing.T, e *testEnv, room string, n int) (*Room, *recMember) {
 	t.Helper()
-	m0, _, _ := e.join(t, room, 0, JoinRequest{User: "old"})
-	r := e.hub.Lookup(room)
-	endWindow(r)
-	settle(t, e.hub)
-	m0.next(t)
+	r, m0 := oldMember(t, e, room)
 	joinStorm(t, e, room, n)
 	endWindow(r)
 	settle(t, e.hub)
