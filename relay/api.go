@@ -294,7 +294,7 @@ type closeTask struct {
 }
 
 func (t closeTask) Run(context.Context) error {
-	defer t.s.srv.rescue(t.s.conn, siteTask)
+	defer t.s.srv().rescue(t.s.conn, siteTask)
 	t.s.close(t.code, t.reason)
 	return nil
 }

@@ -67,9 +67,9 @@ func (s *Server) busReady() string {
 // Called on the loop.
 func (s *session) sendBus(c *proto.Command, m *shard.Message) {
 	ref, room, start := c.Ref, c.Room, s.lastRecv.time()
-	s.srv.hub.Send(room, m, func(seq uint64, err error) { // a bus goroutine, or at once
+	s.srv().hub.Send(room, m, func(seq uint64, err error) { // a bus goroutine, or at once
 		if err == nil {
-			s.srv.events.message(room, seq, m) // webhooks (webhook.go)
+			s.srv().events.message(room, seq, m) // webhooks (webhook.go)
 		}
 		t := sendDone{s: s, ref: ref, room: room, seq: seq, err: err, start: start}
 		if s.loop.Execute(t) != nil {
@@ -90,7 +90,7 @@ type sendDone struct {
 
 func (t sendDone) Run(context.Context) error {
 	s := t.s
-	defer s.srv.rescue(s.conn, siteTask)
+	defer s.srv().rescue(s.conn, siteTask)
 	if s.state != stateOpen {
 		return nil // closed meanwhile: the message is stored all the same
 	}
@@ -100,8 +100,8 @@ func (t sendDone) Run(context.Context) error {
 		return nil
 	}
 	s.strikes = 0
-	s.srv.metrics.sendsAccepted.Inc()
-	s.srv.metrics.acceptToSequenced.Observe(time.Since(t.start).Seconds())
+	s.srv().metrics.sendsAccepted.Inc()
+	s.srv().metrics.acceptToSequenced.Observe(time.Since(t.start).Seconds())
 	if t.ref != 0 {
 		s.reply(&proto.Ack{T: proto.TAck, Ref: t.ref, Room: t.room, Seq: t.seq})
 	}
@@ -127,7 +127,7 @@ type joinAgain struct {
 
 func (t joinAgain) Run(context.Context) error {
 	s := t.s
-	defer s.srv.rescue(s.conn, siteTask)
+	defer s.srv().rescue(s.conn, siteTask)
 	w := s.waitingJoin(t.c.Room)
 	if w != nil {
 		delete(s.cold.waiting, t.c.Room)

@@ -40,7 +40,7 @@ func (s *session) command(c *proto.Command) {
 
 // fail answers with an error frame and counts it.
 func (s *session) fail(ref uint64, code proto.Code, msg, room string) {
-	s.srv.metrics.rejected(code).Inc()
+	s.srv().metrics.rejected(code).Inc()
 	s.reply(&proto.Error{T: proto.TError, Ref: ref, Code: code, Message: msg, Room: room})
 }
 
@@ -53,11 +53,11 @@ func (s *session) join(c *proto.Command) {
 		s.fail(c.Ref, proto.CodeForbidden, "your token does not allow this room", c.Room)
 		return
 	}
-	if !s.srv.mayRead(s.id, c.Room) {
+	if !s.srv().mayRead(s.id, c.Room) {
 		s.refused(c, "room", errInboxJoin)
 		return
 	}
-	if ok, wait := s.joins.Take(ratelimit.Limits(s.srv.cfg.JoinRate), time.Now()); !ok {
+	if ok, wait := s.joins.Take(ratelimit.Limits(s.srv().cfg.JoinRate), time.Now()); !ok {
 		s.limited(c, "join", proto.CodeRateLimited, "joining too fast", wait)
 		return
 	}
@@ -69,7 +69,7 @@ func (s *session) join(c *proto.Command) {
 func (s *session) joinRoom(c *proto.Command, wait bool) {
 	req := shard.JoinRequest{LoopIndex: s.loop.idx, Loop: s.loop, Member: s, Format: s.format,
 		User: s.id.user, Name: s.id.name, Anon: s.id.anon, Since: c.Since, HasSince: c.HasSince, Epoch: c.Epoch,
-		Create: s.srv.ips.roomCreator(s.ip), Compressed: s.compressed}
+		Create: s.srv().ips.roomCreator(s.addr()), Compressed: s.compressed}
 	switch {
 	case c.HasHistory:
 		req.History = c.History
@@ -80,14 +80,14 @@ func (s *session) joinRoom(c *proto.Command, wait bool) {
 		s.joined(c, ms.Rejoin(&req))
 		return
 	}
-	if len(s.rooms) >= s.srv.cfg.MaxRooms {
+	if s.rooms.len() >= s.srv().cfg.MaxRooms {
 		s.fail(c.Ref, proto.CodeTooManyRooms, "this connection is in max_rooms rooms already", c.Room)
 		return
 	}
-	if s.srv.bus != nil && wait {
+	if s.srv().bus != nil && wait {
 		req.Wait = s.joinWait(c)
 	}
-	ms, res, err := s.srv.hub.Join(c.Room, &req)
+	ms, res, err := s.srv().hub.Join(c.Room, &req)
 	if err == shard.ErrSyncing {
 		s.waitFor(c.Room) // answered by joinAgain once the room caught up
 		return
@@ -97,7 +97,7 @@ func (s *session) joinRoom(c *proto.Command, wait bool) {
 		return
 	}
 	s.addRoom(ms)
-	s.srv.events.member(evJoin, c.Room, s.id)
+	s.srv().events.member(evJoin, c.Room, s.id)
 	s.joined(c, res)
 }
 
@@ -112,7 +112,7 @@ func (s *session) refused(c *proto.Command, kind string, err error) {
 	case proto.CodeRateLimited:
 		s.limited(c, kind, code, msg, retry)
 	default:
-		s.srv.metrics.rejected(code).Inc()
+		s.srv().metrics.rejected(code).Inc()
 		e := proto.Error{T: proto.TError, Ref: c.Ref, Code: code, Message: msg, Room: c.Room}
 		if retry > 0 {
 			e.RetryMS = ceilMS(retry)
@@ -167,7 +167,7 @@ func (s *session) leave(c *proto.Command) {
 	}
 	s.rooms.remove(c.Room)
 	ms.Leave()
-	s.srv.events.member(evLeave, c.Room, s.id)
+	s.srv().events.member(evLeave, c.Room, s.id)
 	s.reply(&proto.Left{T: proto.TLeft, Ref: c.Ref, Room: c.Room})
 }
 
@@ -182,16 +182,16 @@ func (s *session) send(c *proto.Command) {
 			s.notMember(c)
 			return
 		}
-		if err := s.srv.checkWhisper(c.Room, s.id.user); err != nil {
+		if err := s.srv().checkWhisper(c.Room, s.id.user); err != nil {
 			s.refused(c, "send", err)
 			return
 		}
 	}
-	if msg, code := s.srv.checkMessage(c.Body, c.Meta); code != "" {
+	if msg, code := s.srv().checkMessage(c.Body, c.Meta); code != "" {
 		s.fail(c.Ref, code, msg, c.Room)
 		return
 	}
-	pol := s.srv.policies.get(proto.Namespace(c.Room))
+	pol := s.srv().policies.get(proto.Namespace(c.Room))
 	now := time.Now()
 	if ok, wait := pol.limiter.Allow(s.id.user, pol.rates[roleIndex(s.id.role)], now); !ok {
 		s.limited(c, "send", proto.CodeRateLimited, "sending too fast", wait)
@@ -207,10 +207,10 @@ func (s *session) send(c *proto.Command) {
 		s.sendHooked(c, m, pol.hook, whisper) // answered once the hook and the room did (hook.go)
 	case whisper:
 		s.whisper(c, m) // inbox.go
-	case s.srv.bus != nil:
+	case s.srv().bus != nil:
 		s.sendBus(c, m) // answered once the bus stored it
 	default:
-		seq, err := s.srv.hub.Publish(c.Room, m)
+		seq, err := s.srv().hub.Publish(c.Room, m)
 		s.published(c, m, seq, err)
 	}
 }
@@ -222,7 +222,7 @@ func (s *session) notMember(c *proto.Command) {
 	switch {
 	case !proto.ValidRoom(c.Room):
 		s.fail(c.Ref, proto.CodeBadRoom, "bad room name", c.Room)
-	case s.srv.banned(c.Room, s.id.user):
+	case s.srv().banned(c.Room, s.id.user):
 		s.fail(c.Ref, proto.CodeBanned, "you are banned from this room", c.Room)
 	default:
 		s.fail(c.Ref, proto.CodeNotJoined, "join the room before sending", c.Room)
@@ -236,10 +236,10 @@ func (s *session) published(c *proto.Command, m *shard.Message, seq uint64, err 
 		s.refused(c, "send", err)
 		return
 	}
-	s.srv.events.message(c.Room, seq, m)
+	s.srv().events.message(c.Room, seq, m)
 	s.strikes = 0
-	s.srv.metrics.sendsAccepted.Inc()
-	s.srv.metrics.acceptToSequenced.Observe(time.Since(s.lastRecv.time()).Seconds())
+	s.srv().metrics.sendsAccepted.Inc()
+	s.srv().metrics.acceptToSequenced.Observe(time.Since(s.lastRecv.time()).Seconds())
 	if c.Ref != 0 {
 		s.reply(&proto.Ack{T: proto.TAck, Ref: c.Ref, Room: c.Room, Seq: seq})
 	}
@@ -255,12 +255,12 @@ func (s *Server) banned(room, user string) bool {
 // limited answers a request refused by a rate limit of kind, with the
 // time until it would pass. Too many refusals in a row close with 1008.
 func (s *session) limited(c *proto.Command, kind string, code proto.Code, msg string, wait time.Duration) {
-	s.srv.metrics.rateLimited[kind].Inc()
-	if s.strikes++; int(s.strikes) > s.srv.cfg.AbuseStrikes {
+	s.srv().metrics.rateLimited[kind].Inc()
+	if s.strikes++; int(s.strikes) > s.srv().cfg.AbuseStrikes {
 		s.close(proto.ClosePolicy, "too many requests after rate_limited")
 		return
 	}
-	s.srv.metrics.rejected(code).Inc()
+	s.srv().metrics.rejected(code).Inc()
 	s.reply(&proto.Error{T: proto.TError, Ref: c.Ref, Code: code, Message: msg, RetryMS: ceilMS(wait), Room: c.Room})
 }
 

@@ -22,7 +22,7 @@ var (
 // bytes it used. Payloads are unmasked in place, inside gnet's buffer.
 func (s *session) frames(buf []byte) int {
 	used := 0
-	maxFrame := int64(s.srv.cfg.MaxFrame)
+	maxFrame := int64(s.srv().cfg.MaxFrame)
 	for s.state == stateOpen {
 		h, hn, err := proto.ParseHeader(buf[used:])
 		if err == proto.ErrNeedMore {
@@ -77,7 +77,7 @@ func (s *session) frame(h ws.Header, payload []byte, z bool) {
 			s.close(proto.CloseProtocol, errFragment.Error())
 			return
 		}
-		if len(c.frag)+len(payload) > s.srv.cfg.MaxFrame {
+		if len(c.frag)+len(payload) > s.srv().cfg.MaxFrame {
 			s.close(proto.CloseTooBig, "message larger than max_frame")
 			return
 		}
@@ -117,7 +117,7 @@ func (s *session) data(op byte, data []byte, z bool) {
 	if l.infl == nil {
 		l.infl = proto.NewInflater()
 	}
-	b, err := l.infl.Inflate(data, s.srv.cfg.MaxFrame)
+	b, err := l.infl.Inflate(data, s.srv().cfg.MaxFrame)
 	switch {
 	case err == proto.ErrInflateTooLarge:
 		s.close(proto.CloseTooBig, "inflated message larger than max_frame")
@@ -149,7 +149,7 @@ func (s *session) peerClosed(body []byte) {
 // message decodes one whole message (a frame, or fragments reassembled) and
 // runs it.
 func (s *session) message(op byte, data []byte) {
-	s.srv.metrics.framesIn.Inc()
+	s.srv().metrics.framesIn.Inc()
 	if ws.OpCode(op) == ws.OpText && !utf8.Valid(data) {
 		s.close(proto.CloseInvalidData, "text frame is not valid UTF-8")
 		return

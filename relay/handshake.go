@@ -182,13 +182,13 @@ func (u *upgrade) beforeUpgrade(l *loop) error {
 // (0: need more), or answers and closes the connection on failure.
 func (s *session) handshake(buf []byte) int {
 	used := 0
-	if !s.ip.IsValid() { // the first bytes: learn the transport address
+	if !s.addr().IsValid() { // the first bytes: learn the transport address
 		n, r := s.peerAddr(buf)
 		if r != refNone {
 			s.refuse(r, "")
 			return len(buf)
 		}
-		if !s.ip.IsValid() {
+		if !s.addr().IsValid() {
 			return 0 // a PROXY header still incomplete
 		}
 		used = n
@@ -232,20 +232,21 @@ func (s *session) request(buf []byte) int {
 func (s *session) upgradeWS(req []byte) bool {
 	u := &s.loop.up
 	u.reset(req)
-	u.ip = s.srv.proxies.clientAddr(s.ip, func() ([]string, string) { return forwardHeaders(req) })
+	u.ip = s.srv().proxies.clientAddr(s.addr(), func() ([]string, string) { return forwardHeaders(req) })
 	_, err := u.up.Upgrade(u)
 	if err != nil {
-		s.srv.metrics.handshakeFail(u.failReason()) // counted before the client can see the answer
+		s.srv().metrics.handshakeFail(u.failReason()) // counted before the client can see the answer
 		s.write(u.out.Bytes())
 		if u.ipCounted {
-			s.srv.ips.release(u.ip)
+			s.srv().ips.release(u.ip)
 		}
 		if s.state == stateHTTP { // else the write failed and gnet closed the connection
 			s.abort()
 		}
 		return false
 	}
-	s.ip, s.ipCounted = u.ip, u.ipCounted
+	s.setAddr(u.ip)
+	s.ipCounted = u.ipCounted
 	s.compressed = u.compressed()
 	s.open(u.id, u.format)                    // counted before the client can read its hello
 	u.out.Write(s.helloFrame(u.id, u.format)) // one write, one segment: the 101 and hello
@@ -257,9 +258,9 @@ func (s *session) upgradeWS(req []byte) bool {
 // encodes again (nil if it cannot be encoded, never expected).
 func (s *session) helloFrame(id *identity, f proto.Format) []byte {
 	b, err := s.loop.enc.Frame(f, &proto.Hello{T: proto.THello, V: 1, User: id.user, Name: id.name, Anon: id.anon,
-		Role: id.role.String(), Limits: s.srv.helloLimits(id), Node: s.srv.cfg.NodeID})
+		Role: id.role.String(), Limits: s.srv().helloLimits(id), Node: s.srv().cfg.NodeID})
 	if err != nil {
-		s.srv.cfg.Logger.Error("cannot encode hello", "err", err)
+		s.srv().cfg.Logger.Error("cannot encode hello", "err", err)
 		return nil
 	}
 	return b
@@ -268,7 +269,7 @@ func (s *session) helloFrame(id *identity, f proto.Format) []byte {
 // refuse answers a refused request from the refusal table (with msg, or
 // the table's message), counts it and closes.
 func (s *session) refuse(r refusal, msg string) {
-	s.srv.metrics.handshakeFail(r.reason())
+	s.srv().metrics.handshakeFail(r.reason())
 	s.write(r.response(msg))
 	s.abort()
 }

@@ -152,7 +152,7 @@ func newBackendTransport(timeout time.Duration, conns int) *http.Transport {
 func (s *session) sendHooked(c *proto.Command, m *shard.Message, h *publishHook, whisper bool) {
 	t := &hookTicket{s: s, id: s.id, ref: c.Ref, room: c.Room, start: s.lastRecv.time(), msg: *m, whisper: whisper}
 	if !h.enqueue(t) {
-		s.srv.metrics.hook[hookOverloaded].Inc()
+		s.srv().metrics.hook[hookOverloaded].Inc()
 		s.refused(c, "send", errHookBusy)
 		return
 	}
@@ -180,7 +180,7 @@ func (h *publishHook) enqueue(t *hookTicket) bool {
 // call asks the backend about t, then sequences what its room can.
 // Its own goroutine.
 func (h *publishHook) call(t *hookTicket) {
-	srv := t.s.srv
+	srv := t.s.srv()
 	start := time.Now()
 	outcome, err := h.safeAsk(t)
 	srv.metrics.hookSeconds.Observe(time.Since(start).Seconds())
@@ -193,7 +193,7 @@ func (h *publishHook) call(t *hookTicket) {
 func (h *publishHook) safeAsk(t *hookTicket) (o hookOutcome, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			t.s.srv.cfg.Logger.Error("publish hook panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			t.s.srv().cfg.Logger.Error("publish hook panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			o, err = hookError, newCodeError(proto.CodeInternal, "internal error")
 		}
 	}()
@@ -245,7 +245,7 @@ func (t *hookTicket) sequence() {
 		t.answer(0, t.err)
 		return
 	}
-	t.s.srv.hub.Send(t.room, &t.msg, t.answer)
+	t.s.srv().hub.Send(t.room, &t.msg, t.answer)
 }
 
 // answer writes the outcome to the sender from its loop. Any goroutine.
@@ -254,7 +254,7 @@ func (t *hookTicket) answer(seq uint64, err error) {
 		err = whisperErr(err)
 	}
 	if err == nil {
-		t.s.srv.events.message(t.room, seq, &t.msg)
+		t.s.srv().events.message(t.room, seq, &t.msg)
 	}
 	_ = t.s.loop.Execute(sendDone{s: t.s, ref: t.ref, room: t.room, seq: seq, err: err, start: t.start})
 }
@@ -318,7 +318,7 @@ func (t *hookTicket) apply(a *hookAnswer) (hookOutcome, error) {
 			t.msg.Meta = nil
 		}
 	}
-	if msg, code := t.s.srv.checkMessage(t.msg.Body, t.msg.Meta); code != "" {
+	if msg, code := t.s.srv().checkMessage(t.msg.Body, t.msg.Meta); code != "" {
 		return hookRewrite, newCodeError(code, "the publish hook's rewrite: "+msg)
 	}
 	return hookRewrite, nil

@@ -53,7 +53,7 @@ func (s *Server) mayRead(id *identity, room string) bool {
 // whisperable reports whether a send into room, which the session has not
 // joined, is a whisper: room is someone else's inbox. Called on the loop.
 func (s *session) whisperable(room string) bool {
-	owner, ok := s.srv.inboxOwner(room)
+	owner, ok := s.srv().inboxOwner(room)
 	return ok && owner != s.id.user && proto.ValidRoom(room)
 }
 
@@ -82,10 +82,10 @@ func whisperErr(err error) error {
 // the sender's address like any room creation (Config.IPRoomRate); false
 // if refused (answered). Called on the loop.
 func (s *session) chargeInbox(c *proto.Command) bool {
-	if s.srv.hub.Lookup(c.Room) != nil {
+	if s.srv().hub.Lookup(c.Room) != nil {
 		return true
 	}
-	if create := s.srv.ips.roomCreator(s.ip); create != nil {
+	if create := s.srv().ips.roomCreator(s.addr()); create != nil {
 		if err := create(); err != nil {
 			s.refused(c, "room", err)
 			return false
@@ -96,25 +96,25 @@ func (s *session) chargeInbox(c *proto.Command) bool {
 
 // whisper sequences a checked whisper without a hook. Called on the loop.
 func (s *session) whisper(c *proto.Command, m *shard.Message) {
-	if s.srv.bus != nil {
+	if s.srv().bus != nil {
 		ref, room, start := c.Ref, c.Room, s.lastRecv.time()
-		s.srv.hub.Send(room, m, func(seq uint64, err error) { // a bus goroutine
+		s.srv().hub.Send(room, m, func(seq uint64, err error) { // a bus goroutine
 			err = whisperErr(err)
 			if err == nil {
-				s.srv.events.message(room, seq, m)
+				s.srv().events.message(room, seq, m)
 			}
 			_ = s.loop.Execute(sendDone{s: s, ref: ref, room: room, seq: seq, err: err, start: start})
 		})
 		return
 	}
-	seq, err := s.srv.hub.Publish(c.Room, m)
+	seq, err := s.srv().hub.Publish(c.Room, m)
 	s.published(c, m, seq, whisperErr(err))
 }
 
 // block runs the inbox owner's block and unblock: a ban or unban of user
 // in the owner's own inbox. Called on the loop.
 func (s *session) block(c *proto.Command) {
-	owner, ok := s.srv.inboxOwner(c.Room)
+	owner, ok := s.srv().inboxOwner(c.Room)
 	switch {
 	case !ok || s.id.anon || owner != s.id.user:
 		s.refused(c, "send", errNotYoursBox)
@@ -127,7 +127,7 @@ func (s *session) block(c *proto.Command) {
 	if c.Action == actUnblock {
 		act = proto.ActUnban
 	}
-	if err := s.srv.moderate(modRequest{Room: c.Room, Action: act, User: c.User}, s.id.user); err != nil {
+	if err := s.srv().moderate(modRequest{Room: c.Room, Action: act, User: c.User}, s.id.user); err != nil {
 		s.refused(c, "send", err)
 		return
 	}

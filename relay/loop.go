@@ -75,14 +75,14 @@ func (t tickTask) Run(context.Context) error {
 
 // tick does a session's timed work: closes, timeouts, pings, token expiry.
 func (s *session) tick(now time.Time) {
-	defer s.srv.rescue(s.conn, siteTick)
-	cfg := &s.srv.cfg
+	defer s.srv().rescue(s.conn, siteTick)
+	cfg := &s.srv().cfg
 	switch {
 	case s.state == stateClosing:
 		s.tickClosing(now)
 	case s.state == stateHTTP:
 		if s.since.age(now) > handshakeTimeout {
-			s.srv.metrics.handshakeFail("timeout")
+			s.srv().metrics.handshakeFail("timeout")
 			_ = s.conn.Close()
 		}
 	case s.sse: // readers of a stream send nothing: keep it alive instead
@@ -110,7 +110,7 @@ func (t drainTask) Run(context.Context) error {
 }
 
 func (s *session) drain() {
-	defer s.srv.rescue(s.conn, siteDrain)
+	defer s.srv().rescue(s.conn, siteDrain)
 	if s.state == stateHTTP {
 		_ = s.conn.Close()
 		return

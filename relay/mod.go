@@ -101,7 +101,7 @@ type kickTask struct {
 }
 
 func (t kickTask) Run(context.Context) error {
-	defer t.s.srv.rescue(t.s.conn, siteTask)
+	defer t.s.srv().rescue(t.s.conn, siteTask)
 	ms := t.s.rooms.get(t.room)
 	if ms == nil || t.s.state != stateOpen {
 		return nil
@@ -125,7 +125,7 @@ func (s *session) mod(c *proto.Command) {
 		s.fail(c.Ref, proto.CodeForbidden, "your token does not allow this room", c.Room)
 		return
 	}
-	err := s.srv.moderate(modRequest{Room: c.Room, Action: c.Action, User: c.User, Secs: c.Secs, Seq: c.Seq}, s.id.user)
+	err := s.srv().moderate(modRequest{Room: c.Room, Action: c.Action, User: c.User, Secs: c.Secs, Seq: c.Seq}, s.id.user)
 	switch code, _, msg, _ := classify(err); {
 	case err != nil:
 		s.fail(c.Ref, code, msg, c.Room)

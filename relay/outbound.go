@@ -23,7 +23,7 @@ func (s *session) write(b []byte) bool {
 	if s.state >= stateClosing {
 		return false
 	}
-	if q := s.conn.OutboundBuffered(); q > 0 && q+len(b) > s.srv.cfg.MaxOutbound {
+	if q := s.conn.OutboundBuffered(); q > 0 && q+len(b) > s.srv().cfg.MaxOutbound {
 		s.slowConsumer()
 		return false
 	}
@@ -42,7 +42,7 @@ func (s *session) queue(b []byte) bool {
 // slowConsumer ends a connection whose queue is full: 4009 for a WebSocket,
 // the end of the stream for SSE, a plain close before the upgrade.
 func (s *session) slowConsumer() {
-	s.srv.metrics.slowConsumers.Inc()
+	s.srv().metrics.slowConsumers.Inc()
 	if s.state == stateHTTP {
 		s.abort()
 		return
@@ -63,7 +63,7 @@ func (s *session) close(code proto.CloseCode, reason string) {
 	}
 	s.state = stateClosing
 	s.since = stampOf(s.loop.now)
-	s.srv.metrics.disconnect(code).Inc()
+	s.srv().metrics.disconnect(code).Inc()
 	if !s.sse && !s.queue(proto.CloseFrame(code, reason)) {
 		return
 	}

@@ -100,18 +100,19 @@ func forwardHeaders(req []byte) (xff []string, realIP string) {
 	return xff, realIP
 }
 
-// peerAddr sets s.ip to the transport address of the connection: the peer,
-// or the source of the PROXY header a trusted peer must send first when
-// Config.ProxyProtocol is set. It returns the bytes of the header; s.ip
-// still invalid means the header is incomplete.
+// peerAddr sets the session's address (setAddr) to the transport address
+// of the connection: the peer, or the source of the PROXY header a trusted
+// peer must send first when Config.ProxyProtocol is set. It returns the
+// bytes of the header; s.addr() still invalid means the header is
+// incomplete.
 func (s *session) peerAddr(buf []byte) (int, refusal) {
 	peer := addrOf(s.conn.RemoteAddr())
 	if !peer.IsValid() {
 		peer = netip.IPv6Unspecified() // not TCP: never with gnet's tcp listener
 	}
-	p := s.srv.proxies
+	p := s.srv().proxies
 	if !p.protocol {
-		s.ip = peer
+		s.setAddr(peer)
 		return 0, refNone
 	}
 	if !p.trusted(peer) {
@@ -121,7 +122,7 @@ func (s *session) peerAddr(buf []byte) (int, refusal) {
 		case proxyMaybe:
 			return 0, refNone // too short to tell
 		}
-		s.ip = peer
+		s.setAddr(peer)
 		return 0, refNone
 	}
 	n, src, err := parseProxyHeader(buf)
@@ -133,7 +134,7 @@ func (s *session) peerAddr(buf []byte) (int, refusal) {
 	case !src.IsValid(): // LOCAL or UNKNOWN: the proxy itself (health checks)
 		src = peer
 	}
-	s.ip = src
+	s.setAddr(src)
 	return n, refNone
 }
 

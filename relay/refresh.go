@@ -22,11 +22,11 @@ func (s *session) refresh(c *proto.Command) {
 		s.fail(c.Ref, proto.CodeBadToken, "refresh needs a token", "")
 		return
 	}
-	if ok, wait := s.joins.Take(ratelimit.Limits(s.srv.cfg.JoinRate), time.Now()); !ok {
+	if ok, wait := s.joins.Take(ratelimit.Limits(s.srv().cfg.JoinRate), time.Now()); !ok {
 		s.limited(c, "refresh", proto.CodeRateLimited, "refreshing too fast", wait)
 		return
 	}
-	id, err := s.srv.auth.identify(c.Token)
+	id, err := s.srv().auth.identify(c.Token)
 	switch {
 	case err != nil:
 		s.fail(c.Ref, proto.CodeBadToken, err.Error(), "")
@@ -40,17 +40,17 @@ func (s *session) refresh(c *proto.Command) {
 		g.name = s.id.name
 		id = &identity{user: id.user, grant: &g}
 	}
-	s.srv.usersMu.Lock() // the user index reads ids under it (session_users.go)
+	s.srv().usersMu.Lock() // the user index reads ids under it (session_users.go)
 	s.id = id
-	s.srv.usersMu.Unlock()
+	s.srv().usersMu.Unlock()
 	// remove moves the last one to i. A kicked reply whose write fails
 	// makes gnet run OnClose at once, which empties s.rooms: then the rest
 	// is skipped (the set shrank under the walk).
-	for i := len(s.rooms) - 1; i >= 0; i-- {
-		if i >= len(s.rooms) {
+	for i := s.rooms.len() - 1; i >= 0; i-- {
+		if i >= s.rooms.len() {
 			continue
 		}
-		ms := s.rooms[i]
+		ms := s.rooms.at(i)
 		if name := ms.Room().Name(); !roomAllowed(id.rooms(), name) {
 			s.rooms.remove(name)
 			ms.Leave()

@@ -1,13 +1,12 @@
 package relay
 
 import (
-	"net/netip"
 	"time"
+	"unique"
 
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/roomcast/roomcast/relay/proto"
-	"github.com/roomcast/roomcast/shard"
 )
 
 type sessionState uint8
@@ -22,26 +21,25 @@ const (
 // session is one connection. It is created in OnOpen and lives on the event
 // loop that owns the connection; every field is owned by that loop.
 //
-// One is kept per connection, so it is laid out to fit 160 bytes (see
+// One is kept per connection, so it is laid out to fit 128 bytes (see
 // TestSessionSize and BENCHMARKS.md, memory per connection): times are
-// stamps, not time.Time (the join allowance too); what only some
-// connections need is in cold.
+// stamps, not time.Time (the join allowance too); the server is the loop's;
+// the first room is inline and the others behind one pointer (roomSet);
+// the address is 17 bytes (sessionIP); what only some connections need is
+// in cold.
 type session struct {
-	// Set in OnOpen, then read-only.
-	srv  *Server
+	// Set in OnOpen, then read-only. The server is the loop's (srv).
 	loop *loop
 	conn gnet.Conn
 
 	// Set by the upgrade, then read-only (id is replaced by refresh).
 	id *identity
-	ip netip.Addr
 
 	// Owned by the event loop.
-	rooms    roomSet              // session_rooms.go
-	room1    [1]*shard.Membership // backs rooms while it holds one room (addRoom)
-	joins    stampBucket          // joins (and refreshes) of this connection (session_clock.go)
-	cold     *sessionCold         // made when first needed (sessionCold)
-	lastRecv stamp                // any bytes received
+	rooms    roomSet      // session_rooms.go
+	joins    stampBucket  // joins (and refreshes) of this connection (session_clock.go)
+	cold     *sessionCold // made when first needed (sessionCold)
+	lastRecv stamp        // any bytes received
 	// since is when the state began or last did its timed work: accepted
 	// (stateHTTP, for the handshake timeout), the last ping sent (stateOpen;
 	// the accept time until the first), the close or its linger begun
@@ -50,6 +48,8 @@ type session struct {
 	unread  int32 // bytes gnet still holds from the last OnTraffic (at most a frame)
 	strikes int32 // rate_limited answers in a row
 	slot    int32 // index in loop.sessions (session_set.go)
+
+	ip sessionIP // set by the upgrade (addr, setAddr in session_ip.go)
 
 	format     proto.Format // set by the upgrade
 	ipCounted  bool         // counted by Server.ips; released in OnClose
@@ -67,7 +67,13 @@ type sessionCold struct {
 	frag    []byte                  // a fragmented message being reassembled
 	fragOp  byte                    // its opcode; 0 when none
 	fragZ   bool                    // it is compressed (RSV1 on its first frame)
+	ipZone  unique.Handle[string]   // the zone of the session's address, when it has one (sessionIP)
 }
+
+// srv returns the session's server: its loop's, not a field of its own (8
+// bytes of every connection). Any goroutine: loop and loop.srv are set
+// before the session is shared and never change.
+func (s *session) srv() *Server { return s.loop.srv }
 
 // coldPart returns the session's cold part, making it on the first call.
 func (s *session) coldPart() *sessionCold {
@@ -97,7 +103,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	}
 	l := s.loopOf(c)
 	now := stampOf(time.Now())
-	ss := &session{srv: s, loop: l, conn: c, lastRecv: now, since: now}
+	ss := &session{loop: l, conn: c, lastRecv: now, since: now}
 	c.SetContext(ss)
 	l.sessions.add(ss)
 	l.conns.Add(1)
@@ -114,8 +120,8 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 		return gnet.None
 	}
 	ss.state = stateClosed
-	for len(ss.rooms) > 0 {
-		ms := ss.rooms[len(ss.rooms)-1]
+	for ss.rooms.len() > 0 {
+		ms := ss.rooms.at(ss.rooms.len() - 1)
 		name := ms.Room().Name()
 		ss.rooms.remove(name)
 		ms.Leave()
@@ -133,7 +139,7 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 		s.forget(ss)
 	}
 	if ss.ipCounted {
-		s.ips.release(ss.ip)
+		s.ips.release(ss.addr())
 	}
 	ss.loop.sessions.remove(ss)
 	ss.loop.conns.Add(-1)
@@ -176,20 +182,20 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 // with the upgrade's answer (upgradeWS, helloFrame).
 func (s *session) open(id *identity, f proto.Format) {
 	s.id, s.format, s.state = id, f, stateOpen
-	s.srv.metrics.open(id.anon).Inc()
+	s.srv().metrics.open(id.anon).Inc()
 	if s.compressed {
-		s.srv.metrics.openZ.Inc()
+		s.srv().metrics.openZ.Inc()
 	}
-	s.srv.metrics.handshakes.Inc()
-	s.srv.metrics.handshake.Observe(time.Since(s.since.time()).Seconds())
-	s.srv.remember(s)
+	s.srv().metrics.handshakes.Inc()
+	s.srv().metrics.handshake.Observe(time.Since(s.since.time()).Seconds())
+	s.srv().remember(s)
 }
 
 // reply encodes one frame to this session.
 func (s *session) reply(v any) {
 	b, err := s.loop.enc.Frame(s.format, v)
 	if err != nil {
-		s.srv.cfg.Logger.Error("cannot encode reply", "err", err)
+		s.srv().cfg.Logger.Error("cannot encode reply", "err", err)
 		return
 	}
 	s.write(b)
@@ -199,7 +205,7 @@ func (s *session) reply(v any) {
 // member per flush: the deferred rescue is open-coded, so it costs no
 // allocation.
 func (s *session) Deliver(frame []byte) {
-	defer s.srv.rescue(s.conn, siteDeliver)
+	defer s.srv().rescue(s.conn, siteDeliver)
 	if s.state != stateOpen {
 		return
 	}

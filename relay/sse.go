@@ -83,7 +83,7 @@ func (s *session) serveHTTP(raw []byte) {
 	case req.Method == http.MethodOptions:
 		s.options(req, allow)
 	case !slices.Contains(strings.Split(allow, ", "), req.Method):
-		s.srv.metrics.handshakeFail(refBadRequest.reason())
+		s.srv().metrics.handshakeFail(refBadRequest.reason())
 		s.answer(http.StatusMethodNotAllowed, req, []string{"Allow", allow, "Content-Type", "text/plain; charset=utf-8"},
 			[]byte("method not allowed: "+req.URL.Path+" answers "+allow))
 	case req.URL.Path == "/sse" && req.Method == http.MethodGet:
@@ -95,7 +95,7 @@ func (s *session) serveHTTP(raw []byte) {
 	case req.URL.Path == "/roomcast.js":
 		s.serveScript(req)
 	default: // /healthz
-		if s.srv.draining.Load() {
+		if s.srv().draining.Load() {
 			s.answer(http.StatusServiceUnavailable, req, []string{"Content-Type", "text/plain; charset=utf-8", "Cache-Control", "no-store"}, []byte("draining\n"))
 			return
 		}
@@ -151,7 +151,7 @@ func (s *session) options(req *http.Request, allow string) {
 	h := []string{"Allow", allow}
 	origin := req.Header.Get("Origin")
 	if origin != "" && req.Header.Get("Access-Control-Request-Method") != "" {
-		c := s.srv.cors(origin)
+		c := s.srv().cors(origin)
 		h = append(h, c...)
 		if c[0] == "Access-Control-Allow-Origin" {
 			h = append(h, "Access-Control-Allow-Methods", allow,
@@ -164,7 +164,7 @@ func (s *session) options(req *http.Request, allow string) {
 
 // sseHeaders are the response headers of an event stream for origin.
 func (s *session) sseHeaders(origin string) []string {
-	return append([]string{"Content-Type", "text/event-stream", "Cache-Control", "no-cache", "X-Accel-Buffering", "no"}, s.srv.cors(origin)...)
+	return append([]string{"Content-Type", "text/event-stream", "Cache-Control", "no-cache", "X-Accel-Buffering", "no"}, s.srv().cors(origin)...)
 }
 
 // headSSE answers HEAD /sse with a stream's headers. It checks the form of
@@ -190,7 +190,7 @@ func (s *session) headSSE(req *http.Request) {
 // by ETag (304), with CORS so pages of other origins may import it.
 func (s *session) serveScript(req *http.Request) {
 	h := append([]string{"Content-Type", "text/javascript; charset=utf-8", "Cache-Control", "public, max-age=300",
-		"ETag", clientETag, "X-Content-Type-Options", "nosniff"}, s.srv.cors(req.Header.Get("Origin"))...)
+		"ETag", clientETag, "X-Content-Type-Options", "nosniff"}, s.srv().cors(req.Header.Get("Origin"))...)
 	if inm := req.Header.Get("If-None-Match"); inm != "" && (strings.Contains(inm, clientETag) || strings.TrimSpace(inm) == "*") {
 		s.answer(http.StatusNotModified, req, h, nil)
 		return
@@ -210,7 +210,7 @@ func (s *session) httpError(status int, msg string) {
 // message, presence, delete and clear event of the room. It is let in by
 // the same admission as a WebSocket (Server.admit).
 func (s *session) openSSE(req *http.Request) {
-	srv := s.srv
+	srv := s.srv()
 	q := req.URL.Query()
 	room := q.Get("room")
 	jr := shard.JoinRequest{LoopIndex: s.loop.idx, Loop: s.loop, Member: s, Format: proto.SSE}
@@ -231,7 +231,8 @@ func (s *session) openSSE(req *http.Request) {
 		return
 	}
 	jr.User, jr.Name, jr.Anon, jr.Create = id.user, id.name, id.anon, srv.ips.roomCreator(a.ip)
-	s.ip, s.ipCounted = a.ip, true // released by OnClose from now on
+	s.setAddr(a.ip)
+	s.ipCounted = true // released by OnClose from now on
 	s.sseJoin(ssePending{s: s, room: room, jr: jr, id: id, origin: req.Header.Get("Origin")}, srv.bus != nil)
 }
 
@@ -253,7 +254,7 @@ type ssePending struct {
 // sseJoin joins j's room and opens the stream, or makes it wait (with
 // wait), or answers j.err or the join's error. Called on the loop.
 func (s *session) sseJoin(j ssePending, wait bool) {
-	srv := s.srv
+	srv := s.srv()
 	if wait {
 		j.jr.Wait = func(err error) { // any goroutine
 			t := j
@@ -270,7 +271,7 @@ func (s *session) sseJoin(j ssePending, wait bool) {
 		return
 	}
 	if err != nil {
-		srv.ips.release(s.ip)
+		srv.ips.release(s.addr())
 		s.ipCounted = false
 		code, status, msg, _ := classify(err)
 		srv.metrics.rejected(code).Inc()
@@ -297,7 +298,7 @@ func (s *session) sseJoin(j ssePending, wait bool) {
 // Run makes a join that waited for its room again, on the session's loop.
 func (j ssePending) Run(context.Context) error {
 	s := j.s
-	defer s.srv.rescue(s.conn, siteTask)
+	defer s.srv().rescue(s.conn, siteTask)
 	if s.state != stateHTTP || !s.sseWaiting {
 		return nil // closed meanwhile (OnClose released the IP)
 	}
@@ -314,7 +315,7 @@ func (s *session) sseAdmission(req *http.Request) admission {
 	if v, ok := bearer(req.Header.Get("Authorization")); ok && a.token == "" {
 		a.token = v
 	}
-	a.ip = s.srv.proxies.clientAddr(s.ip, func() ([]string, string) {
+	a.ip = s.srv().proxies.clientAddr(s.addr(), func() ([]string, string) {
 		return req.Header.Values("X-Forwarded-For"), req.Header.Get("X-Real-IP")
 	})
 	return a
