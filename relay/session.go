@@ -49,7 +49,7 @@ type session struct {
 	strikes int32 // rate_limited answers in a row
 	slot    int32 // index in loop.sessions (session_set.go)
 
-	ip sessionIP // set by the upgrade (addr, setAddr in session_ip.go)
+	ip sessionIP // the transport address from the first bytes (peerAddr), then the client's from the upgrade (addr, setAddr: session_ip.go)
 
 	format     proto.Format // set by the upgrade
 	ipCounted  bool         // counted by Server.ips; released in OnClose
