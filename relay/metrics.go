@@ -2,11 +2,14 @@ package relay
 
 import (
 	"bufio"
+	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/klauspost/compress/gzhttp"
+	"github.com/klauspost/compress/gzhttp/writer"
+	"github.com/klauspost/compress/gzhttp/writer/gzkp"
 	kgzip "github.com/klauspost/compress/gzip"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -198,87 +201,45 @@ func (o observer) LoopBusy(loop int, d time.Duration) {
 }
 
 // metricsGzipBuffer is how much of the exposition is compressed at a time:
-// a stateless gzip block per buffer (the encoder flushes after each metric
-// family, and a stateless writer compresses each Write on its own).
+// a stateless compressor compresses each Write on its own, and the
+// encoder writes a metric family at a time.
 const metricsGzipBuffer = 32 << 10
 
 // metricsHandler serves /metrics, gzip-compressed when the scraper accepts
-// gzip, with a stateless compressor (klauspost/compress, level
-// StatelessCompression) instead of promhttp's: promhttp pools a
-// compress/gzip writer of about 800 KB after the first compressed scrape,
-// and a scrape every 15 s keeps it for good; the stateless one keeps
-// nothing of its own between scrapes (its package pools a few hundred KB
-// of block buffers until the collector drops them), for a body about 15%
-// larger (the exposition is tens of KB). Called on admin request
+// gzip (klauspost/compress gzhttp: Accept-Encoding, Vary, small bodies
+// left plain), at level StatelessCompression instead of promhttp's own
+// gzip: promhttp pools a compress/gzip writer of about 800 KB after the
+// first compressed scrape, and a scrape every 15 s keeps it for good; the
+// stateless one keeps nothing of its own between scrapes, for a body
+// about 15% larger (the exposition is tens of KB). Called on admin request
 // goroutines.
 func (s *Server) metricsHandler() http.Handler {
 	plain := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{DisableCompression: true})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !acceptsGzip(r.Header.Values("Accept-Encoding")) {
-			plain.ServeHTTP(w, r)
-			return
-		}
-		gw := &gzipResponse{ResponseWriter: w}
-		plain.ServeHTTP(gw, r)
-		gw.finish()
+	batched := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		bw := bufferedResponse{ResponseWriter: w, buf: bufio.NewWriterSize(w, metricsGzipBuffer)}
+		plain.ServeHTTP(bw, r)
+		_ = bw.buf.Flush()
 	})
-}
-
-// acceptsGzip reports whether Accept-Encoding lists gzip (in any case, or
-// *) with a non-zero q.
-func acceptsGzip(values []string) bool {
-	for _, v := range values {
-		for _, part := range strings.Split(v, ",") {
-			name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-			if name = strings.TrimSpace(name); !strings.EqualFold(name, "gzip") && name != "*" {
-				continue
-			}
-			if q, ok := strings.CutPrefix(strings.ReplaceAll(params, " ", ""), "q="); ok {
-				if f, err := strconv.ParseFloat(q, 64); err == nil && f == 0 {
-					continue
-				}
-			}
-			return true
-		}
+	wrap, err := gzhttp.NewWrapper(gzhttp.CompressionLevel(kgzip.StatelessCompression), gzhttp.EnableZstd(false),
+		gzhttp.Implementation(writer.GzipWriterFactory{Levels: gzkp.Levels, New: newScrapeGzip}))
+	if err != nil { // only for invalid options, which these are not
+		panic(err)
 	}
-	return false
+	return wrap(batched)
 }
 
-// gzipResponse compresses what the handler writes. The header goes out
-// with Content-Encoding at the first WriteHeader or Write; a handler that
-// writes nothing gets no gzip stream.
-type gzipResponse struct {
+// newScrapeGzip makes a gzip writer for one scrape, not taken from a pool:
+// gzhttp's default pools its writers, which kept about 300 KB between
+// scrapes (TestMetricsGzipKeepsLittle).
+func newScrapeGzip(w io.Writer, level int) writer.GzipWriter {
+	zw, _ := kgzip.NewWriterLevel(w, level) // gzhttp passes a level within gzkp.Levels
+	return zw
+}
+
+// bufferedResponse batches a handler's writes (metricsHandler).
+type bufferedResponse struct {
 	http.ResponseWriter
-	gz  *kgzip.Writer
 	buf *bufio.Writer
 }
 
-func (g *gzipResponse) WriteHeader(code int) {
-	if g.gz != nil {
-		return
-	}
-	h := g.Header()
-	h.Set("Content-Encoding", "gzip")
-	h.Add("Vary", "Accept-Encoding")
-	h.Del("Content-Length")
-	g.ResponseWriter.WriteHeader(code)
-	g.gz, _ = kgzip.NewWriterLevel(g.ResponseWriter, kgzip.StatelessCompression) // the level is valid
-	g.buf = bufio.NewWriterSize(g.gz, metricsGzipBuffer)
-}
-
-func (g *gzipResponse) Write(p []byte) (int, error) {
-	if g.gz == nil {
-		g.WriteHeader(http.StatusOK)
-	}
-	return g.buf.Write(p)
-}
-
-// finish ends the gzip stream, if one was started.
-func (g *gzipResponse) finish() {
-	if g.gz == nil {
-		return
-	}
-	if g.buf.Flush() == nil {
-		_ = g.gz.Close()
-	}
-}
+func (b bufferedResponse) Write(p []byte) (int, error) { return b.buf.Write(p) }
