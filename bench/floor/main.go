@@ -58,23 +58,35 @@ var (
 	handshakes atomic.Int64
 )
 
-type server struct{ gnet.BuiltinEventEngine }
+type server struct {
+	gnet.BuiltinEventEngine
+	onBoot func(gnet.Engine) // nil but in the test
+}
+
+// OnBoot hands the engine to onBoot; gnet calls it once.
+func (s *server) OnBoot(e gnet.Engine) gnet.Action {
+	if s.onBoot != nil {
+		s.onBoot(e)
+	}
+	return gnet.None
+}
 
 // OnTraffic answers every whole request or frame in the inbound bytes. gnet
 // calls it on the connection's loop.
 func (*server) OnTraffic(c gnet.Conn) gnet.Action {
 	buf, _ := c.Peek(-1)
-	used := 0
-	for used < len(buf) {
-		n, act := step(c, buf[used:])
-		if n == 0 || act != gnet.None {
-			_, _ = c.Discard(used + n)
-			return act
+	used, act := 0, gnet.None
+	for used < len(buf) && act == gnet.None {
+		var n int
+		if n, act = step(c, buf[used:]); n == 0 {
+			break
 		}
 		used += n
 	}
-	_, _ = c.Discard(used)
-	return gnet.None
+	if used > 0 { // Discard(0) would drop everything
+		_, _ = c.Discard(used)
+	}
+	return act
 }
 
 // step answers the request or frame at the head of b; 0: need more bytes.
@@ -170,22 +182,29 @@ func join(c gnet.Conn, p []byte) gnet.Action {
 	return gnet.None
 }
 
-// serveMetrics answers /metrics on addr; its own goroutine.
-func serveMetrics(addr string) {
-	tick := 100.0 // USER_HZ on Linux
-	http.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
-		st, err := os.ReadFile("/proc/self/stat")
-		if err != nil {
-			http.Error(w, err.Error(), 500)
-			return
-		}
-		f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+2:])) // f[11], f[12]: utime, stime
-		ut, _ := strconv.ParseFloat(f[11], 64)
-		stm, _ := strconv.ParseFloat(f[12], 64)
-		fmt.Fprintf(w, "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %g\n"+
-			"# TYPE roomcast_handshakes_total counter\nroomcast_handshakes_total %d\n", (ut+stm)/tick, handshakes.Load())
-	})
-	log.Fatal(http.ListenAndServe(addr, nil))
+// metrics answers /metrics; net/http's goroutines.
+func metrics(w http.ResponseWriter, _ *http.Request) {
+	const tick = 100.0 // USER_HZ on Linux
+	st, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+2:])) // f[11], f[12]: utime, stime
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	stm, _ := strconv.ParseFloat(f[12], 64)
+	fmt.Fprintf(w, "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %g\n"+
+		"# TYPE roomcast_handshakes_total counter\nroomcast_handshakes_total %d\n", (ut+stm)/tick, handshakes.Load())
+}
+
+// run serves listen with the relay's engine options until the engine stops.
+func run(s *server, listen string, loops, sendBuf int) error {
+	return gnet.Run(s, "tcp://"+listen,
+		gnet.WithNumEventLoop(loops),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithReuseAddr(true),
+		gnet.WithReusePort(true), // the relay's accept mode on a fixed port
+		gnet.WithSocketSendBuffer(sendBuf))
 }
 
 func main() {
@@ -195,13 +214,7 @@ func main() {
 	sendBuf := flag.Int("send-buffer", 256<<10, "SO_SNDBUF of the listeners, as the relay's -send-buffer")
 	flag.Parse()
 	if *admin != "" {
-		go serveMetrics(*admin)
+		go func() { log.Fatal(http.ListenAndServe(*admin, http.HandlerFunc(metrics))) }()
 	}
-	err := gnet.Run(&server{}, "tcp://"+*listen,
-		gnet.WithNumEventLoop(*loops),
-		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-		gnet.WithReuseAddr(true),
-		gnet.WithReusePort(true),
-		gnet.WithSocketSendBuffer(*sendBuf))
-	log.Fatal(err)
+	log.Fatal(run(&server{}, *listen, *loops, *sendBuf))
 }
