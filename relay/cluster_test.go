@@ -346,10 +346,13 @@ func TestDataDirKeepsBans(t *testing.T) {
 		for {
 			f := bad.next()
 			switch f.str("t") {
-			case "joined":
+			case "joined": // the stored ban not read yet: leave and try again
 				bad.send(map[string]any{"t": "leave", "room": "dd:ban", "ref": 3})
-				bad.expect("left")
-				return false
+				for { // the ban may kick it before the leave is answered; a leave of a room it no longer holds is then an error
+					if g := bad.next(); g.str("t") == "left" || g.str("t") == "kicked" {
+						return false
+					}
+				}
 			case "error":
 				return f.str("code") == "banned"
 			}
