@@ -41,7 +41,7 @@ func settings(o *options) []setting {
 	d, c := relay.Defaults(), &o.cfg
 	return []setting{
 		{"listen", &c.Listen, d.Listen, "", "public listener: WebSocket at `/ws`"},
-		{"admin", &c.Admin, d.Admin, "", "admin listener: API, `/metrics`, `/healthz`, `/readyz`, `/debug/pprof/` (`off` to disable)"},
+		{"admin", &c.Admin, d.Admin, "", "admin listener: API, `/metrics`, `/healthz`, `/readyz`, `/debug/pprof/`, `/debug/runtime` (`off` to disable)"},
 		{"config", &o.configFile, "", "", "YAML file of settings, keyed by flag name, plus `namespaces` (room policies), `inbox_namespace` and `webhooks` (see Your backend)"},
 		{"jwt-secret", &c.JWTSecret, "", "", "HS256 secret that signs user tokens (give it as `ROOMCAST_JWT_SECRET`: a flag shows in `ps`)"},
 		{"jwt-public-key", &o.pubKey, "", "", "PEM file of the public key of RS256 (RSA) or EdDSA (Ed25519) user tokens"},
