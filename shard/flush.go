@@ -57,7 +57,10 @@ func (r *Room) kickLocked() bool {
 	if len(r.pending) == 0 || r.waitLocked() || r.inFlight {
 		return false
 	}
-	fl := &r.fl
+	if r.fl == nil {
+		r.fl = &flight{} // the first flight since the room was made or trimmed
+	}
+	fl := r.fl
 	fl.items, fl.oldest = fl.items[:0], time.Time{}
 	size, n := 0, 0
 	for n < len(r.pending) {
@@ -115,7 +118,7 @@ func (r *Room) kickLocked() bool {
 // joined since its last flight), which a joiner never sees. A flight for
 // nobody goes to no loop: no Execute, no wake-up.
 func (r *Room) targetLocked() {
-	fl := &r.fl
+	fl := r.fl
 	fl.targets = fl.targets[:0]
 	var top uint64 // highest presence evn; maxEvn if the flight holds a message or control
 	for i := range fl.items {
@@ -263,7 +266,7 @@ func (r *Room) endFlightLocked() {
 // The last loop to finish starts the next flight.
 func (r *Room) flush() {
 	for {
-		fl := &r.fl
+		fl := r.fl // set while inFlight: the trim pass leaves it alone
 		if len(fl.targets) > 0 || !presenceOnly(fl.items) {
 			r.encodeFlight() // a message flight for nobody is still built (Stats.Batches, Observer)
 		} else {
@@ -305,7 +308,7 @@ func (r *Room) taskDone() {
 // encodeFlight builds the frames of the flight: a batch frame per run of
 // messages (capped at MaxBatchMsgs), a presence frame per presence event.
 func (r *Room) encodeFlight() {
-	fl := &r.fl
+	fl := r.fl
 	enc := r.hub.getEncoder()
 	defer r.hub.putEncoder(enc)
 	for f := range fl.all {
@@ -338,7 +341,7 @@ func (r *Room) encodeFlight() {
 // each frame deflated once, without context, for every member that
 // negotiated compression. Frames that would not shrink go as they are.
 func (r *Room) compressFlight() {
-	fl := &r.fl
+	fl := r.fl
 	if !fl.formats[wireOf(proto.Msgpack, true)] && !fl.formats[wireOf(proto.JSON, true)] {
 		return
 	}
@@ -364,7 +367,7 @@ func (r *Room) compressFlight() {
 }
 
 func (r *Room) addBatch(enc *proto.Encoder, items []item) {
-	fl := &r.fl
+	fl := r.fl
 	pt := part{evn: items[len(items)-1].e.evn, msgs: int64(len(items))}
 	for f := proto.Format(0); f < proto.NumFormats; f++ {
 		if !fl.formats[f] {
@@ -389,7 +392,7 @@ func (r *Room) addBatch(enc *proto.Encoder, items []item) {
 }
 
 func (r *Room) addPresence(enc *proto.Encoder, p *presItem) {
-	fl := &r.fl
+	fl := r.fl
 	pt := part{evn: p.evn, pres: true}
 	ev := proto.Presence{T: proto.TPresence, Room: r.name, Count: p.count, Joins: p.joins, Leaves: p.leaves}
 	for f := proto.Format(0); f < proto.NumFormats; f++ {
@@ -411,7 +414,7 @@ func (r *Room) addPresence(enc *proto.Encoder, p *presItem) {
 }
 
 func (r *Room) addControl(c *ctrlItem) {
-	fl := &r.fl
+	fl := r.fl
 	pt := part{evn: c.evn}
 	for f := proto.Format(0); f < proto.NumFormats; f++ {
 		if !fl.formats[f] {
@@ -498,7 +501,7 @@ func (lr *loopRoom) writeFrom(i int, t *tally) (next int) {
 			next = i // it left in its Deliver: the last member took its place
 		}
 	}()
-	fl := &lr.room.fl
+	fl := lr.room.fl // the flight in flight: it stays until the last task is done
 	// A failed write may close the member at once, and its Leave then
 	// moves the last member into its place: visit that place again.
 	for ; i < len(lr.members); i++ {
@@ -556,16 +559,9 @@ func (ms *Membership) deliver(fl *flight) (deliveries, writes int64) {
 	return deliveries, writes
 }
 
-// trimBytes is the most an idle room keeps of its flight buffers and its
-// pending slice together: more, grown by a burst such as a join storm
-// (about 130 KB for 195 listed joins in one flight), is let go by the
-// housekeeper's trim pass, all of it; the next flight makes what it needs.
-// A quiet room's flight (a message, a presence event) fits within it.
-const trimBytes = 1 << 10
-
 // trimEvery is how often the housekeeper looks for idle rooms to trim. A
 // room is idle when no flight started since the previous pass, so a room's
-// buffers go 1 to 2 passes after its last flight: before the relay's
+// flight goes 1 to 2 passes after its last one: before the relay's
 // free-heap trim (relay/memtrim.go, 2 quiet seconds after a wave of
 // connections) in the usual case. A pass locks each room once, a few tens
 // of nanoseconds: 100 000 rooms cost a few milliseconds a second.
@@ -579,32 +575,32 @@ const (
 	sliceSize  = int(unsafe.Sizeof([]byte(nil)))
 )
 
-// trimLocked lets go of the room's flight buffers and pending slice if
-// together they hold more than trimBytes and the room started no flight
-// since the last trim pass and has none under way nor events pending:
-// outside a flight, fl is the room's, under r.mu. A busy room keeps its
-// buffers (its flush path stays free of allocations); a room that went
-// quiet after a burst returns to the size of a quiet one, and pays a few
-// allocations on its next flight. Called by the housekeeper only.
+// trimLocked lets go of the room's flight, with all its buffers, and of
+// its pending slice when the room started no flight since the last trim
+// pass and has none under way nor events pending: outside a flight, r.fl
+// is the room's, under r.mu. A busy room keeps its flight (its flush path
+// stays free of allocations); an idle one holds a nil pointer and an empty
+// slice, and pays a few allocations on its next flight (kickLocked makes
+// the flight). Called by the housekeeper only.
 func (r *Room) trimLocked() {
 	if r.flights != r.trimFlights {
 		r.trimFlights = r.flights
 		return
 	}
-	if r.inFlight || len(r.pending) > 0 || r.retainedLocked() <= trimBytes {
+	if r.inFlight || len(r.pending) > 0 {
 		return
 	}
-	r.pending = nil
-	fl := &r.fl
-	fl.items, fl.parts, fl.targets, fl.scratch = nil, nil, nil, nil
-	fl.all, fl.vall = [numWires][]byte{}, [numWires][]byte{}
+	r.fl, r.pending = nil, nil
 }
 
 // retainedLocked is the capacity in bytes of the buffers trimLocked looks
 // at (for tests).
 func (r *Room) retainedLocked() int {
-	fl := &r.fl
-	n := cap(r.pending)*itemSize + cap(fl.items)*itemSize + cap(fl.parts)*partSize +
+	fl := r.fl
+	if fl == nil {
+		return cap(r.pending) * itemSize
+	}
+	n := cap(r.pending)*itemSize + int(unsafe.Sizeof(*fl)) + cap(fl.items)*itemSize + cap(fl.parts)*partSize +
 		cap(fl.targets)*targetSize + cap(fl.scratch)*sliceSize
 	for w := range fl.all {
 		n += cap(fl.all[w]) + cap(fl.vall[w])

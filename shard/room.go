@@ -77,7 +77,7 @@ type Room struct {
 	trimFlights uint64 // flights as the housekeeper's last trim pass saw them
 
 	lastUse   atomic.Int64 // unix nanos of the last Hub.Room or Hub.Open lookup; the reaper spares recent ones
-	fl        flight       // the flush in flight: written by the flusher, read by the loop tasks
+	fl        *flight      // the flush in flight: written by the flusher, read by the loop tasks; made by the first flight (kickLocked), dropped by an idle room's trim (trimLocked), never changed while inFlight
 	remaining atomic.Int32 // loop tasks of the flush in flight not yet done
 	loops     []loopRoom   // indexed by event loop
 
