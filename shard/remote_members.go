@@ -30,7 +30,7 @@ func (f roomFeed) Local() LocalPresence {
 	}
 	lp.Listed = true
 	lp.Members = make([]proto.Member, 0, r.users.len())
-	for id, name := range r.users.names {
+	for id, name := range r.users.all() {
 		lp.Members = append(lp.Members, proto.Member{ID: id, Name: name})
 	}
 	return lp

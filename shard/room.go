@@ -53,7 +53,7 @@ type Room struct {
 	anon       int                   // of which anonymous viewers
 	fmtCount   [proto.NumFormats]int // of which use each format
 	zCount     [proto.NumFormats]int // of which negotiated compression, by format (never SSE)
-	users      roomUsers             // local users by id (not anonymous viewers); an entry while conns > 0
+	users      roomUsers             // local users by id (not anonymous viewers); an entry while conns > 0; nothing while none
 	emptySince time.Time
 	countDirty bool // a count change awaits the periodic presence
 	mod        moderation
@@ -198,7 +198,7 @@ func (r *Room) userLocked(ms *Membership) string {
 func newRoom(h *Hub, name string) *Room {
 	p := h.cfg.Policy(proto.Namespace(name))
 	r := &Room{hub: h, name: name, epoch: h.cfg.Epoch(), policy: p, histCap: p.history(), listMax: p.memberListMax(),
-		users: newRoomUsers(), emptySince: h.cfg.Now(), loops: make([]loopRoom, h.cfg.Loops), slow: p.SlowMode,
+		emptySince: h.cfg.Now(), loops: make([]loopRoom, h.cfg.Loops), slow: p.SlowMode,
 		synced: h.cfg.Bus == nil}
 	for i := range r.loops {
 		r.loops[i].room, r.loops[i].idx = r, i
@@ -411,7 +411,7 @@ func (r *Room) membersLocked(anon bool) []proto.Member {
 		return nil
 	}
 	out := make([]proto.Member, 0, r.users.len()+len(r.remoteUsers))
-	for id, name := range r.users.names {
+	for id, name := range r.users.all() {
 		out = append(out, proto.Member{ID: id, Name: name})
 	}
 	return r.appendRemoteLocked(out)
