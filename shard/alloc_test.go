@@ -83,7 +83,7 @@ func countRoom(t testing.TB, n int) (*testEnv, *Room, []*countMember) {
 func TestDeliverFlightNoAllocs(t *testing.T) {
 	const n = 1000
 	_, r, members := countRoom(t, n)
-	lr := &r.loops[0]
+	lr := r.loops[0]
 	if len(lr.members) != n || r.fl.msgs != 1 {
 		t.Fatalf("%d members, flight of %d messages", len(lr.members), r.fl.msgs)
 	}
@@ -150,7 +150,7 @@ func publishCycleAllocs(t *testing.T, n int) float64 {
 		}
 		barrier.wait(t, e.loops[0]) // the flight's task ran before the barrier
 	}
-	for range 2 * r.histCap { // fill the history ring and warm the buffers
+	for range 2 * r.histCap() { // fill the history ring and warm the buffers
 		cycle()
 	}
 	before := members[0].calls

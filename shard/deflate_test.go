@@ -233,7 +233,7 @@ func countRoomZ(t testing.TB, n int) (*Room, []*countMember) {
 func TestDeliverCompressedFlightNoAllocs(t *testing.T) {
 	const n = 1000
 	r, members := countRoomZ(t, n)
-	lr := &r.loops[0]
+	lr := r.loops[0]
 	w := wireOf(proto.Msgpack, true)
 	if len(lr.members) != n || r.fl.msgs != 1 || len(r.fl.all[w]) == 0 {
 		t.Fatalf("%d members, flight of %d messages, %d compressed bytes", len(lr.members), r.fl.msgs, len(r.fl.all[w]))

@@ -106,8 +106,7 @@ func (r *Room) kickLocked() bool {
 	}
 	fl.viewers = r.policy.NoViewerList && r.anon > 0
 	r.targetLocked()
-	r.inFlight = true
-	r.flights++
+	r.inFlight, r.flew = true, true
 	return true
 }
 
@@ -129,8 +128,8 @@ func (r *Room) targetLocked() {
 			break
 		}
 	}
-	for i := range r.loops {
-		if lr := &r.loops[i]; lr.count > 0 && top > lr.floor {
+	for _, lr := range r.loops {
+		if lr != nil && lr.count > 0 && top > lr.floor {
 			fl.targets = append(fl.targets, lr)
 		}
 	}
@@ -143,7 +142,7 @@ func (r *Room) targetLocked() {
 // counts it as presenceLocked does, for the periodic count that later
 // members hear.
 func (r *Room) unheardPresenceLocked() {
-	if r.listMax < 0 || r.totalLocked() > r.listMax {
+	if r.listMax() < 0 || r.totalLocked() > r.listMax() {
 		r.presenceLocked(nil, "")
 		return
 	}
@@ -476,7 +475,7 @@ func (lr *loopRoom) Run(context.Context) error {
 	r.hub.Stats.Deliveries.Add(t.deliveries)
 	r.hub.Stats.Writes.Add(t.writes)
 	if obs := r.hub.cfg.Observer; obs != nil {
-		obs.LoopBusy(lr.idx, time.Since(start))
+		obs.LoopBusy(int(lr.idx), time.Since(start))
 	}
 	r.taskDone()
 	return nil
@@ -583,8 +582,8 @@ const (
 // slice, and pays a few allocations on its next flight (kickLocked makes
 // the flight). Called by the housekeeper only.
 func (r *Room) trimLocked() {
-	if r.flights != r.trimFlights {
-		r.trimFlights = r.flights
+	if r.flew {
+		r.flew = false
 		return
 	}
 	if r.inFlight || len(r.pending) > 0 {

@@ -25,7 +25,7 @@ func (f roomFeed) Local() LocalPresence {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	lp := LocalPresence{Count: r.count}
-	if r.listMax < 0 || r.totalLocked() > r.listMax {
+	if r.listMax() < 0 || r.totalLocked() > r.listMax() {
 		return lp
 	}
 	lp.Listed = true

@@ -391,7 +391,7 @@ func TestDeliverViewerFlightNoAllocs(t *testing.T) {
 	if !r.fl.split {
 		t.Fatalf("the last flight has no viewers' variant")
 	}
-	lr := &r.loops[0]
+	lr := r.loops[0]
 	allocs := testing.AllocsPerRun(20, func() {
 		for _, ms := range lr.members {
 			ms.deliver(r.fl)
