@@ -27,7 +27,7 @@ type roomUser struct {
 }
 
 // smallUsers is the most users a room's index keeps in its slice.
-const smallUsers = 8
+const smallUsers = 16
 
 // add counts a connection of user id; it reports whether the user is new
 // to the room (on this node).

@@ -2,7 +2,9 @@ package shard
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -122,14 +124,24 @@ func TestRoomUsersSwitchesForm(t *testing.T) {
 	}
 }
 
-// Random adds and removes of a few dozen users, held to a plain model.
+// Random adds and removes of a few dozen users, held to a plain model: in
+// phases that mostly add, then mostly remove, so that the index moves
+// between its forms both ways many times.
 func TestRoomUsersModel(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var u roomUsers
 	conns, names := map[string]int{}, map[string]string{}
-	for step := range 20000 {
-		id := fmt.Sprint("u", rng.IntN(24))
-		if rng.IntN(2) == 0 {
+	switches, wasSmall := 0, true
+	for step := range 40000 {
+		id := fmt.Sprint("u", rng.IntN(3*smallUsers))
+		add := rng.IntN(100) < 65
+		if step/1000%2 == 1 { // a phase that drains: remove users that are there, mostly
+			if add = rng.IntN(100) < 20; !add && len(conns) > 0 && rng.IntN(10) > 0 {
+				ids := slices.Sorted(maps.Keys(conns))
+				id = ids[rng.IntN(len(ids))]
+			}
+		}
+		if add {
 			name := fmt.Sprint("n", step)
 			if got, want := u.add(id, name), conns[id] == 0; got != want {
 				t.Fatalf("step %d: add %s = %v, want %v", step, id, got, want)
@@ -152,8 +164,12 @@ func TestRoomUsersModel(t *testing.T) {
 		if u.len() != len(names) || u.has(id) != (conns[id] > 0) {
 			t.Fatalf("step %d: len %d has(%s) %v, want %d %v", step, u.len(), id, u.has(id), len(names), conns[id] > 0)
 		}
-		if small := u.names == nil; small && u.len() > smallUsers || !small && u.len() <= smallUsers/2 {
+		small := u.names == nil
+		if small && u.len() > smallUsers || !small && u.len() <= smallUsers/2 {
 			t.Fatalf("step %d: %d users in the %s form", step, u.len(), map[bool]string{true: "slice", false: "map"}[small])
+		}
+		if small != wasSmall {
+			switches, wasSmall = switches+1, small
 		}
 		if step%97 == 0 {
 			if got := usersOf(t, &u); fmt.Sprint(got) != fmt.Sprint(names) {
@@ -161,4 +177,8 @@ func TestRoomUsersModel(t *testing.T) {
 			}
 		}
 	}
+	if switches < 10 {
+		t.Fatalf("the index changed form %d times; the test shows little", switches)
+	}
+	t.Logf("%d changes of form", switches)
 }
