@@ -50,20 +50,20 @@ type Room struct {
 	fmtCount   [proto.NumFormats]int32 // of which use each format
 	zCount     [proto.NumFormats]int32 // of which negotiated compression, by format (never SSE)
 	users      roomUsers               // local users by id (not anonymous viewers); an entry while conns > 0; nothing while none
-	emptySince time.Time
+	emptySince int64                   // unix nanos (Config.Now) when the room was made or its last member left; the reaper's cutoff is measured from it
 	mod        moderation
 	slow       time.Duration        // slow mode; zero is off
 	stopWatch  func()               // ends the room's Bus watch; nil while none
 	waiters    []func(error)        // joins waiting for synced (JoinRequest.Wait)
 	behind     []*seqWaiter         // resumes from a seq the Bus has not fed yet
 	lastSent   map[string]time.Time // by user, while in slow mode
-	windowEnd  time.Time            // when the open flush window ends; zero while none is open (Policy.FlushInterval)
+	windowEnd  stamp                // when the open flush window ends; zero while none is open (Policy.FlushInterval)
 	window     *time.Timer          // made on the first window; calls windowFired
 
 	// The presence window (Config.PresenceWindow) on top of the flush window.
-	chatEnd     time.Time // when the open window ends once a message or control is pending (Policy.FlushInterval)
-	presScanned int       // leading pending items known to be presence (presenceOnlyLocked)
-	windowAt    time.Time // when window fires, while windowSet
+	chatEnd     stamp // when the open window ends once a message or control is pending (Policy.FlushInterval)
+	presScanned int   // leading pending items known to be presence (presenceOnlyLocked)
+	windowAt    stamp // when window fires, while windowSet
 
 	lastUse   atomic.Int64 // unix nanos of the last Hub.Room or Hub.Open lookup; the reaper spares recent ones
 	fl        *flight      // the flush in flight: written by the flusher, read by the loop tasks; made by the first flight (kickLocked), dropped by an idle room's trim (trimLocked), never changed while inFlight
@@ -215,7 +215,7 @@ func (r *Room) userLocked(ms *Membership) string {
 func newRoom(h *Hub, name string) *Room {
 	p := h.cfg.Policy(proto.Namespace(name))
 	r := &Room{hub: h, name: name, epoch: h.cfg.Epoch(), policy: p,
-		emptySince: h.cfg.Now(), loops: make([]*loopRoom, h.cfg.Loops), slow: p.SlowMode,
+		emptySince: h.cfg.Now().UnixNano(), loops: make([]*loopRoom, h.cfg.Loops), slow: p.SlowMode,
 		synced: h.cfg.Bus == nil}
 	return r
 }
@@ -515,7 +515,7 @@ func (ms *Membership) Leave() {
 		}
 	}
 	if r.count == 0 {
-		r.emptySince = r.hub.cfg.Now()
+		r.emptySince = r.hub.cfg.Now().UnixNano()
 		r.unheardPresenceLocked() // flush.go: nobody is left here
 	} else {
 		r.presenceLocked(nil, gone)
@@ -598,7 +598,7 @@ func (r *Room) reapable(cutoff time.Time) bool {
 	}
 	// A room keeps its moderation: bans, running timeouts, a slow mode a
 	// moderator set. And one looked up lately may be about to be used.
-	if r.count > 0 || r.inFlight || len(r.pending) > 0 || len(r.waiters) > 0 || len(r.behind) > 0 || r.emptySince.After(cutoff) || r.moderatedLocked() ||
+	if r.count > 0 || r.inFlight || len(r.pending) > 0 || len(r.waiters) > 0 || len(r.behind) > 0 || r.emptySince > cutoff.UnixNano() || r.moderatedLocked() ||
 		time.Unix(0, r.lastUse.Load()).After(cutoff) {
 		return false
 	}
