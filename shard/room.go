@@ -67,7 +67,7 @@ type Room struct {
 
 	lastUse   atomic.Int64 // unix nanos of the last Hub.Room or Hub.Open lookup; the reaper spares recent ones
 	fl        *flight      // the flush in flight: written by the flusher, read by the loop tasks; made by the first flight (kickLocked), dropped by an idle room's trim (trimLocked), never changed while inFlight
-	loops     []*loopRoom  // indexed by event loop; each made on the first join from its loop (loopLocked)
+	loops     []*loopRoom  // indexed by event loop; each made on the first join from its loop (loopLocked); guarded by mu
 	remaining atomic.Int32 // loop tasks of the flush in flight not yet done
 
 	// The flags, together after remaining so that they take one word
