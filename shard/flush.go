@@ -57,7 +57,10 @@ func (r *Room) kickLocked() bool {
 	if len(r.pending) == 0 || r.waitLocked() || r.inFlight {
 		return false
 	}
-	fl := &r.fl
+	if r.fl == nil {
+		r.fl = &flight{} // the first flight since the room was made or trimmed
+	}
+	fl := r.fl
 	fl.items, fl.oldest = fl.items[:0], time.Time{}
 	size, n := 0, 0
 	for n < len(r.pending) {
@@ -90,7 +93,7 @@ func (r *Room) kickLocked() bool {
 	r.pending = r.pending[:rest]
 	r.presScanned = 0
 	if rest == 0 {
-		r.windowEnd = time.Time{} // what is left (if any) waited its window already
+		r.windowEnd = 0 // what is left (if any) waited its window already
 	}
 	if r.open != nil && n > 0 {
 		r.open = nil // handed out: later leaves start a new event
@@ -103,8 +106,7 @@ func (r *Room) kickLocked() bool {
 	}
 	fl.viewers = r.policy.NoViewerList && r.anon > 0
 	r.targetLocked()
-	r.inFlight = true
-	r.flights++
+	r.inFlight, r.flew = true, true
 	return true
 }
 
@@ -115,7 +117,7 @@ func (r *Room) kickLocked() bool {
 // joined since its last flight), which a joiner never sees. A flight for
 // nobody goes to no loop: no Execute, no wake-up.
 func (r *Room) targetLocked() {
-	fl := &r.fl
+	fl := r.fl
 	fl.targets = fl.targets[:0]
 	var top uint64 // highest presence evn; maxEvn if the flight holds a message or control
 	for i := range fl.items {
@@ -126,8 +128,8 @@ func (r *Room) targetLocked() {
 			break
 		}
 	}
-	for i := range r.loops {
-		if lr := &r.loops[i]; lr.count > 0 && top > lr.floor {
+	for _, lr := range r.loops {
+		if lr != nil && lr.count > 0 && top > lr.floor {
 			fl.targets = append(fl.targets, lr)
 		}
 	}
@@ -140,7 +142,7 @@ func (r *Room) targetLocked() {
 // counts it as presenceLocked does, for the periodic count that later
 // members hear.
 func (r *Room) unheardPresenceLocked() {
-	if r.listMax < 0 || r.totalLocked() > r.listMax {
+	if r.listMax() < 0 || r.totalLocked() > r.listMax() {
 		r.presenceLocked(nil, "")
 		return
 	}
@@ -170,7 +172,7 @@ func (r *Room) dropPresenceLocked() {
 	r.pending = r.pending[:n]
 	r.presScanned, r.open = 0, nil
 	if n == 0 {
-		r.windowEnd = time.Time{} // as if handed out: the next event opens a new window
+		r.windowEnd = 0 // as if handed out: the next event opens a new window
 	}
 }
 
@@ -187,25 +189,25 @@ func (r *Room) waitLocked() bool {
 	if len(r.pending) >= r.hub.cfg.MaxBatchMsgs {
 		return false
 	}
-	now := time.Now()
-	if r.windowEnd.IsZero() {
+	now := stampNow()
+	if r.windowEnd == 0 {
 		w := r.flushWindowLocked()
-		r.chatEnd = now.Add(w)
+		r.chatEnd = now.add(w)
 		if pw := r.hub.cfg.PresenceWindow; pw > w && r.presenceOnlyLocked() {
 			w = pw
 		}
 		if w <= 0 {
 			return false
 		}
-		r.windowEnd = now.Add(w)
-	} else if r.windowEnd.After(r.chatEnd) && !r.presenceOnlyLocked() {
+		r.windowEnd = now.add(w)
+	} else if r.windowEnd > r.chatEnd && !r.presenceOnlyLocked() {
 		r.windowEnd = r.chatEnd // chat came into a presence window: it waits no longer than without presence
 	}
-	left := r.windowEnd.Sub(now)
+	left := time.Duration(r.windowEnd - now)
 	if left <= 0 {
 		return false
 	}
-	if !r.windowSet || r.windowAt.After(r.windowEnd) {
+	if !r.windowSet || r.windowAt > r.windowEnd {
 		r.windowSet, r.windowAt = true, r.windowEnd
 		if r.window == nil {
 			r.window = time.AfterFunc(left, r.windowFired)
@@ -215,6 +217,23 @@ func (r *Room) waitLocked() bool {
 	}
 	return true
 }
+
+// stamp is a time on the monotonic clock, for a room's flush windows
+// (Room.windowEnd, chatEnd, windowAt): nanoseconds since stampBase, plus
+// one so that zero means none. 8 bytes where a time.Time takes 24
+// (TestRoomSize).
+type stamp int64
+
+var stampBase = time.Now()
+
+// stampNow is the stamp of now.
+func stampNow() stamp { return stamp(time.Since(stampBase)) + 1 }
+
+// add is the stamp d after s.
+func (s stamp) add(d time.Duration) stamp { return s + stamp(d) }
+
+// time is the stamp as a time.Time (with its monotonic reading).
+func (s stamp) time() time.Time { return stampBase.Add(time.Duration(s - 1)) }
 
 // flushWindowLocked is the flush window a pending event opens now.
 func (r *Room) flushWindowLocked() time.Duration {
@@ -237,7 +256,7 @@ func (r *Room) presenceOnlyLocked() bool {
 // windowFired ends a flush window. It runs on the timer's goroutine.
 func (r *Room) windowFired() {
 	r.mu.Lock()
-	r.windowSet, r.windowAt = false, time.Time{}
+	r.windowSet, r.windowAt = false, 0
 	r.unlockKick()
 }
 
@@ -263,7 +282,7 @@ func (r *Room) endFlightLocked() {
 // The last loop to finish starts the next flight.
 func (r *Room) flush() {
 	for {
-		fl := &r.fl
+		fl := r.fl // set while inFlight: the trim pass leaves it alone
 		if len(fl.targets) > 0 || !presenceOnly(fl.items) {
 			r.encodeFlight() // a message flight for nobody is still built (Stats.Batches, Observer)
 		} else {
@@ -305,7 +324,7 @@ func (r *Room) taskDone() {
 // encodeFlight builds the frames of the flight: a batch frame per run of
 // messages (capped at MaxBatchMsgs), a presence frame per presence event.
 func (r *Room) encodeFlight() {
-	fl := &r.fl
+	fl := r.fl
 	enc := r.hub.getEncoder()
 	defer r.hub.putEncoder(enc)
 	for f := range fl.all {
@@ -338,7 +357,7 @@ func (r *Room) encodeFlight() {
 // each frame deflated once, without context, for every member that
 // negotiated compression. Frames that would not shrink go as they are.
 func (r *Room) compressFlight() {
-	fl := &r.fl
+	fl := r.fl
 	if !fl.formats[wireOf(proto.Msgpack, true)] && !fl.formats[wireOf(proto.JSON, true)] {
 		return
 	}
@@ -364,7 +383,7 @@ func (r *Room) compressFlight() {
 }
 
 func (r *Room) addBatch(enc *proto.Encoder, items []item) {
-	fl := &r.fl
+	fl := r.fl
 	pt := part{evn: items[len(items)-1].e.evn, msgs: int64(len(items))}
 	for f := proto.Format(0); f < proto.NumFormats; f++ {
 		if !fl.formats[f] {
@@ -389,7 +408,7 @@ func (r *Room) addBatch(enc *proto.Encoder, items []item) {
 }
 
 func (r *Room) addPresence(enc *proto.Encoder, p *presItem) {
-	fl := &r.fl
+	fl := r.fl
 	pt := part{evn: p.evn, pres: true}
 	ev := proto.Presence{T: proto.TPresence, Room: r.name, Count: p.count, Joins: p.joins, Leaves: p.leaves}
 	for f := proto.Format(0); f < proto.NumFormats; f++ {
@@ -411,7 +430,7 @@ func (r *Room) addPresence(enc *proto.Encoder, p *presItem) {
 }
 
 func (r *Room) addControl(c *ctrlItem) {
-	fl := &r.fl
+	fl := r.fl
 	pt := part{evn: c.evn}
 	for f := proto.Format(0); f < proto.NumFormats; f++ {
 		if !fl.formats[f] {
@@ -473,7 +492,7 @@ func (lr *loopRoom) Run(context.Context) error {
 	r.hub.Stats.Deliveries.Add(t.deliveries)
 	r.hub.Stats.Writes.Add(t.writes)
 	if obs := r.hub.cfg.Observer; obs != nil {
-		obs.LoopBusy(lr.idx, time.Since(start))
+		obs.LoopBusy(int(lr.idx), time.Since(start))
 	}
 	r.taskDone()
 	return nil
@@ -498,7 +517,7 @@ func (lr *loopRoom) writeFrom(i int, t *tally) (next int) {
 			next = i // it left in its Deliver: the last member took its place
 		}
 	}()
-	fl := &lr.room.fl
+	fl := lr.room.fl // the flight in flight: it stays until the last task is done
 	// A failed write may close the member at once, and its Leave then
 	// moves the last member into its place: visit that place again.
 	for ; i < len(lr.members); i++ {
@@ -556,16 +575,9 @@ func (ms *Membership) deliver(fl *flight) (deliveries, writes int64) {
 	return deliveries, writes
 }
 
-// trimBytes is the most an idle room keeps of its flight buffers and its
-// pending slice together: more, grown by a burst such as a join storm
-// (about 130 KB for 195 listed joins in one flight), is let go by the
-// housekeeper's trim pass, all of it; the next flight makes what it needs.
-// A quiet room's flight (a message, a presence event) fits within it.
-const trimBytes = 1 << 10
-
 // trimEvery is how often the housekeeper looks for idle rooms to trim. A
 // room is idle when no flight started since the previous pass, so a room's
-// buffers go 1 to 2 passes after its last flight: before the relay's
+// flight goes 1 to 2 passes after its last one: before the relay's
 // free-heap trim (relay/memtrim.go, 2 quiet seconds after a wave of
 // connections) in the usual case. A pass locks each room once, a few tens
 // of nanoseconds: 100 000 rooms cost a few milliseconds a second.
@@ -579,32 +591,32 @@ const (
 	sliceSize  = int(unsafe.Sizeof([]byte(nil)))
 )
 
-// trimLocked lets go of the room's flight buffers and pending slice if
-// together they hold more than trimBytes and the room started no flight
-// since the last trim pass and has none under way nor events pending:
-// outside a flight, fl is the room's, under r.mu. A busy room keeps its
-// buffers (its flush path stays free of allocations); a room that went
-// quiet after a burst returns to the size of a quiet one, and pays a few
-// allocations on its next flight. Called by the housekeeper only.
+// trimLocked lets go of the room's flight, with all its buffers, and of
+// its pending slice when the room started no flight since the last trim
+// pass and has none under way nor events pending: outside a flight, r.fl
+// is the room's, under r.mu. A busy room keeps its flight (its flush path
+// stays free of allocations); an idle one holds a nil pointer and an empty
+// slice, and pays a few allocations on its next flight (kickLocked makes
+// the flight). Called by the housekeeper only.
 func (r *Room) trimLocked() {
-	if r.flights != r.trimFlights {
-		r.trimFlights = r.flights
+	if r.flew {
+		r.flew = false
 		return
 	}
-	if r.inFlight || len(r.pending) > 0 || r.retainedLocked() <= trimBytes {
+	if r.inFlight || len(r.pending) > 0 {
 		return
 	}
-	r.pending = nil
-	fl := &r.fl
-	fl.items, fl.parts, fl.targets, fl.scratch = nil, nil, nil, nil
-	fl.all, fl.vall = [numWires][]byte{}, [numWires][]byte{}
+	r.fl, r.pending = nil, nil
 }
 
 // retainedLocked is the capacity in bytes of the buffers trimLocked looks
 // at (for tests).
 func (r *Room) retainedLocked() int {
-	fl := &r.fl
-	n := cap(r.pending)*itemSize + cap(fl.items)*itemSize + cap(fl.parts)*partSize +
+	fl := r.fl
+	if fl == nil {
+		return cap(r.pending) * itemSize
+	}
+	n := cap(r.pending)*itemSize + int(unsafe.Sizeof(*fl)) + cap(fl.items)*itemSize + cap(fl.parts)*partSize +
 		cap(fl.targets)*targetSize + cap(fl.scratch)*sliceSize
 	for w := range fl.all {
 		n += cap(fl.all[w]) + cap(fl.vall[w])

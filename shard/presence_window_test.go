@@ -161,14 +161,14 @@ func TestPresenceWindowWithFlushInterval(t *testing.T) {
 	e.join(t, "long:1", 0, JoinRequest{User: "new"})
 	t1 := time.Now()
 	r.mu.Lock()
-	end := r.windowEnd
+	end := r.windowEnd.time()
 	r.mu.Unlock()
 	if end.Before(t0.Add(2*time.Hour)) || end.After(t1.Add(2*time.Hour)) {
 		t.Errorf("presence only: window ends %v after the join, want 2h", end.Sub(t0))
 	}
 	e.publish(t, "long:1", Message{From: "old", Body: "hi"})
 	r.mu.Lock()
-	end, pending := r.windowEnd, len(r.pending)
+	end, pending := r.windowEnd.time(), len(r.pending)
 	r.mu.Unlock()
 	if end.Before(t0.Add(time.Hour)) || end.After(t1.Add(time.Hour)) || pending != 2 {
 		t.Errorf("with a message: window ends %v after the join with %d pending, want 1h and 2", end.Sub(t0), pending)
@@ -184,7 +184,7 @@ func TestPresenceWindowWithFlushInterval(t *testing.T) {
 	e.join(t, "big:1", 0, JoinRequest{User: "new"})
 	t1 = time.Now()
 	r.mu.Lock()
-	end = r.windowEnd
+	end = r.windowEnd.time()
 	r.mu.Unlock()
 	if end.Before(t0.Add(3*time.Hour)) || end.After(t1.Add(3*time.Hour)) {
 		t.Errorf("flush window longer than the presence window: ends %v after the join, want 3h", end.Sub(t0))

@@ -25,12 +25,12 @@ func (f roomFeed) Local() LocalPresence {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	lp := LocalPresence{Count: r.count}
-	if r.listMax < 0 || r.totalLocked() > r.listMax {
+	if r.listMax() < 0 || r.totalLocked() > r.listMax() {
 		return lp
 	}
 	lp.Listed = true
 	lp.Members = make([]proto.Member, 0, r.users.len())
-	for id, name := range r.users.names {
+	for id, name := range r.users.all() {
 		lp.Members = append(lp.Members, proto.Member{ID: id, Name: name})
 	}
 	return lp

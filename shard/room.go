@@ -30,61 +30,66 @@ var (
 // presence events at or below that. What it must not see twice is already in
 // its joined reply, and everything after reaches it.
 type Room struct {
-	hub     *Hub
-	name    string
-	epoch   string // names this room's history; a room created anew gets a new one
-	policy  Policy
-	histCap int
-	listMax int
+	hub    *Hub
+	name   string
+	epoch  string // names this room's history; a room created anew gets a new one
+	policy Policy // fixed at creation; histCap and listMax derive from it
 
 	mu         sync.Mutex
-	dead       bool                  // dropped from the hub; callers fetch a new room
-	seq        uint64                // last seq given out
-	evn        uint64                // last event number given out
-	dispSeq    uint64                // last seq handed to the loops
-	dispEvn    uint64                // evn of the last message handed to the loops
-	ring       []*entry              // history, oldest at ring[head]
-	head       int                   //
-	pending    []item                // events not yet handed to the loops
-	open       *presItem             // the pending presence event that may still take leaves
-	inFlight   bool                  // a flush is being written by the loops
-	count      int                   // connections joined
-	remote     int                   // connections on other nodes (Bus; else 0)
-	anon       int                   // of which anonymous viewers
-	fmtCount   [proto.NumFormats]int // of which use each format
-	zCount     [proto.NumFormats]int // of which negotiated compression, by format (never SSE)
-	users      roomUsers             // local users by id (not anonymous viewers); an entry while conns > 0
-	emptySince time.Time
-	countDirty bool // a count change awaits the periodic presence
+	seq        uint64                  // last seq given out
+	evn        uint64                  // last event number given out
+	dispSeq    uint64                  // last seq handed to the loops
+	dispEvn    uint64                  // evn of the last message handed to the loops
+	ring       []*entry                // history, oldest at ring[head]
+	head       int                     //
+	pending    []item                  // events not yet handed to the loops
+	open       *presItem               // the pending presence event that may still take leaves
+	count      int                     // connections joined
+	remote     int                     // connections on other nodes (Bus; else 0)
+	anon       int                     // of which anonymous viewers
+	fmtCount   [proto.NumFormats]int32 // of which use each format
+	zCount     [proto.NumFormats]int32 // of which negotiated compression, by format (never SSE)
+	users      roomUsers               // local users by id (not anonymous viewers); an entry while conns > 0; nothing while none
+	emptySince int64                   // unix nanos (Config.Now) when the room was made or its last member left; the reaper's cutoff is measured from it
 	mod        moderation
 	slow       time.Duration        // slow mode; zero is off
-	synced     bool                 // the room holds what the Bus held when its watch began (always, without a Bus)
 	stopWatch  func()               // ends the room's Bus watch; nil while none
 	waiters    []func(error)        // joins waiting for synced (JoinRequest.Wait)
 	behind     []*seqWaiter         // resumes from a seq the Bus has not fed yet
 	lastSent   map[string]time.Time // by user, while in slow mode
-	windowEnd  time.Time            // when the open flush window ends; zero while none is open (Policy.FlushInterval)
-	windowSet  bool                 // window is armed
+	windowEnd  stamp                // when the open flush window ends; zero while none is open (Policy.FlushInterval)
 	window     *time.Timer          // made on the first window; calls windowFired
 
 	// The presence window (Config.PresenceWindow) on top of the flush window.
-	chatEnd     time.Time // when the open window ends once a message or control is pending (Policy.FlushInterval)
-	presScanned int       // leading pending items known to be presence (presenceOnlyLocked)
-	windowAt    time.Time // when window fires, while windowSet
-
-	// Trimming an idle room's buffers (flush.go trimLocked).
-	flights     uint64 // flights started (kickLocked)
-	trimFlights uint64 // flights as the housekeeper's last trim pass saw them
+	chatEnd     stamp // when the open window ends once a message or control is pending (Policy.FlushInterval)
+	presScanned int   // leading pending items known to be presence (presenceOnlyLocked)
+	windowAt    stamp // when window fires, while windowSet
 
 	lastUse   atomic.Int64 // unix nanos of the last Hub.Room or Hub.Open lookup; the reaper spares recent ones
-	fl        flight       // the flush in flight: written by the flusher, read by the loop tasks
+	fl        *flight      // the flush in flight: written by the flusher, read by the loop tasks; made by the first flight (kickLocked), dropped by an idle room's trim (trimLocked), never changed while inFlight
+	loops     []*loopRoom  // indexed by event loop; each made on the first join from its loop (loopLocked); guarded by mu
 	remaining atomic.Int32 // loop tasks of the flush in flight not yet done
-	loops     []loopRoom   // indexed by event loop
+
+	// The flags, together after remaining so that they take one word
+	// (TestRoomSize), guarded by mu.
+	dead       bool // dropped from the hub; callers fetch a new room
+	inFlight   bool // a flush is being written by the loops
+	countDirty bool // a count change awaits the periodic presence
+	synced     bool // the room holds what the Bus held when its watch began (always, without a Bus)
+	windowSet  bool // window is armed
+	flew       bool // a flight started (kickLocked) since the housekeeper's last trim pass (flush.go trimLocked)
 
 	remoteUsers map[string]string // users other nodes list, by id: their names; guarded by mu (Bus; remote_members.go)
 
 	userOf map[*Membership]string // the user of a local member that does not name it (UserMember); guarded by mu, made on first use
 }
+
+// histCap is the number of messages the room keeps.
+func (r *Room) histCap() int { return r.policy.history() }
+
+// listMax is the most connections the room lists members for (negative:
+// never).
+func (r *Room) listMax() int { return r.policy.memberListMax() }
 
 // hasUserLocked reports whether the user has connections in the room on
 // this node.
@@ -129,11 +134,23 @@ type ctrlItem struct {
 // loopRoom is the part of a room held by one event loop.
 type loopRoom struct {
 	room    *Room
-	idx     int           // the loop's index
-	loop    Loop          // set on the first join from this loop; guarded by room.mu
-	count   int           // members on this loop; guarded by room.mu
+	loop    Loop          // the first joiner's; guarded by room.mu
+	idx     int32         // the loop's index
+	count   int32         // members on this loop; guarded by room.mu
 	floor   uint64        // every member here skips presence up to this evn (joinPres); guarded by room.mu (flush.go kickLocked)
 	members []*Membership // owned by the loop's goroutine
+}
+
+// loopLocked returns the room's part on the joiner's loop, made on the
+// first join from that loop: a room of one member holds one. It is kept
+// until the room goes (its members and the flights point at it).
+func (r *Room) loopLocked(req *JoinRequest) *loopRoom {
+	lr := r.loops[req.LoopIndex]
+	if lr == nil {
+		lr = &loopRoom{room: r, idx: int32(req.LoopIndex), loop: req.Loop}
+		r.loops[req.LoopIndex] = lr
+	}
+	return lr
 }
 
 // Membership is one connection's place in a room. It is created and ended on
@@ -197,12 +214,9 @@ func (r *Room) userLocked(ms *Membership) string {
 
 func newRoom(h *Hub, name string) *Room {
 	p := h.cfg.Policy(proto.Namespace(name))
-	r := &Room{hub: h, name: name, epoch: h.cfg.Epoch(), policy: p, histCap: p.history(), listMax: p.memberListMax(),
-		users: newRoomUsers(), emptySince: h.cfg.Now(), loops: make([]loopRoom, h.cfg.Loops), slow: p.SlowMode,
+	r := &Room{hub: h, name: name, epoch: h.cfg.Epoch(), policy: p,
+		emptySince: h.cfg.Now().UnixNano(), loops: make([]*loopRoom, h.cfg.Loops), slow: p.SlowMode,
 		synced: h.cfg.Bus == nil}
-	for i := range r.loops {
-		r.loops[i].room, r.loops[i].idx = r, i
-	}
 	return r
 }
 
@@ -312,10 +326,7 @@ func (r *Room) join(req *JoinRequest) (*Membership, JoinResult, error) {
 		r.mu.Unlock()
 		return nil, JoinResult{}, ErrSyncing
 	}
-	lr := &r.loops[req.LoopIndex]
-	if lr.loop == nil {
-		lr.loop = req.Loop
-	}
+	lr := r.loopLocked(req)
 	ms := &Membership{lr: lr, m: req.Member, format: req.Format, wire: wireOf(req.Format, req.Compressed),
 		anon: req.Anon, idx: int32(len(lr.members))}
 	if ms.wire != uint8(ms.format) {
@@ -407,11 +418,11 @@ func (res *JoinResult) transcode(h *Hub, f proto.Format) {
 // membersLocked lists the room's members, for a viewer if anon; nil if the
 // room does not list them (to viewers).
 func (r *Room) membersLocked(anon bool) []proto.Member {
-	if r.listMax < 0 || r.totalLocked() > r.listMax || anon && r.policy.NoViewerList {
+	if r.listMax() < 0 || r.totalLocked() > r.listMax() || anon && r.policy.NoViewerList {
 		return nil
 	}
 	out := make([]proto.Member, 0, r.users.len()+len(r.remoteUsers))
-	for id, name := range r.users.names {
+	for id, name := range r.users.all() {
 		out = append(out, proto.Member{ID: id, Name: name})
 	}
 	return r.appendRemoteLocked(out)
@@ -504,7 +515,7 @@ func (ms *Membership) Leave() {
 		}
 	}
 	if r.count == 0 {
-		r.emptySince = r.hub.cfg.Now()
+		r.emptySince = r.hub.cfg.Now().UnixNano()
 		r.unheardPresenceLocked() // flush.go: nobody is left here
 	} else {
 		r.presenceLocked(nil, gone)
@@ -543,7 +554,7 @@ func (r *Room) moderatedLocked() bool {
 // count from the housekeeper at most once per PresenceInterval.
 func (r *Room) presenceLocked(joined *proto.Member, left string) {
 	r.evn++
-	if r.listMax < 0 || r.totalLocked() > r.listMax {
+	if r.listMax() < 0 || r.totalLocked() > r.listMax() {
 		if !r.countDirty {
 			r.countDirty = true
 			r.hub.markPresence(r)
@@ -587,7 +598,7 @@ func (r *Room) reapable(cutoff time.Time) bool {
 	}
 	// A room keeps its moderation: bans, running timeouts, a slow mode a
 	// moderator set. And one looked up lately may be about to be used.
-	if r.count > 0 || r.inFlight || len(r.pending) > 0 || len(r.waiters) > 0 || len(r.behind) > 0 || r.emptySince.After(cutoff) || r.moderatedLocked() ||
+	if r.count > 0 || r.inFlight || len(r.pending) > 0 || len(r.waiters) > 0 || len(r.behind) > 0 || r.emptySince > cutoff.UnixNano() || r.moderatedLocked() ||
 		time.Unix(0, r.lastUse.Load()).After(cutoff) {
 		return false
 	}
@@ -746,8 +757,8 @@ func (r *Room) sequenceLocked(msg *proto.Message) error {
 // keepLocked appends e to the history ring.
 func (r *Room) keepLocked(e *entry) {
 	switch {
-	case r.histCap == 0:
-	case len(r.ring) < r.histCap:
+	case r.histCap() == 0:
+	case len(r.ring) < r.histCap():
 		r.ring = append(r.ring, e)
 	default:
 		r.ring[r.head] = e

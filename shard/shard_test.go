@@ -415,9 +415,10 @@ func histMsgs(t testing.TB, f proto.Format, res JoinResult) []proto.Message {
 
 // testEnv is a Hub with fake event loops.
 type testEnv struct {
-	hub   *Hub
-	loops []*fakeLoop
-	users atomic.Int64
+	hub    *Hub
+	loops  []*fakeLoop
+	users  atomic.Int64
+	closed bool // the hub was closed by the test (stopHousekeeper)
 }
 
 func newEnv(t testing.TB, cfg Config) *testEnv {
@@ -433,7 +434,9 @@ func newEnv(t testing.TB, cfg Config) *testEnv {
 		e.loops = append(e.loops, newFakeLoop())
 	}
 	t.Cleanup(func() {
-		e.hub.Close()
+		if !e.closed {
+			e.hub.Close()
+		}
 		for _, l := range e.loops {
 			l.close()
 		}

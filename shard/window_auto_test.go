@@ -28,7 +28,7 @@ func TestFlushWindowPerMember(t *testing.T) {
 		e.publish(t, room, Message{From: "x", Body: "hi"})
 		t1 := time.Now()
 		r.mu.Lock()
-		end, armed := r.windowEnd, r.windowSet
+		end, armed := r.windowEnd.time(), r.windowSet
 		r.mu.Unlock()
 		if !armed || end.Before(t0.Add(tc.want)) || end.After(t1.Add(tc.want)) {
 			t.Errorf("%d members: window ends %v after the publish (armed %v), want %v",

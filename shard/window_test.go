@@ -71,8 +71,8 @@ func TestFlushWindow(t *testing.T) {
 // endWindow ends the room's flush window now, as its timer would.
 func endWindow(r *Room) {
 	r.mu.Lock()
-	if !r.windowEnd.IsZero() { // none is open after a lone join: nothing was queued
-		r.windowEnd = time.Now().Add(-time.Nanosecond)
+	if r.windowEnd != 0 { // none is open after a lone join: nothing was queued
+		r.windowEnd = stampNow() - 1
 	}
 	r.mu.Unlock()
 	r.windowFired()
