@@ -70,8 +70,8 @@ type Room struct {
 	loops     []*loopRoom  // indexed by event loop; each made on the first join from its loop (loopLocked); guarded by mu
 	remaining atomic.Int32 // loop tasks of the flush in flight not yet done
 
-	// The flags, together after remaining so that they take one word
-	// (TestRoomSize), guarded by mu.
+	// The flags, together after remaining so that four of them fill the
+	// rest of its word and two take the next (TestRoomSize), guarded by mu.
 	dead       bool // dropped from the hub; callers fetch a new room
 	inFlight   bool // a flush is being written by the loops
 	countDirty bool // a count change awaits the periodic presence
