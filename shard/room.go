@@ -134,7 +134,7 @@ type ctrlItem struct {
 // loopRoom is the part of a room held by one event loop.
 type loopRoom struct {
 	room    *Room
-	loop    Loop          // the first joiner's; guarded by room.mu
+	loop    Loop          // the first joiner's, set when made (loopLocked) and never changed: the flusher reads it outside room.mu
 	idx     int32         // the loop's index
 	count   int32         // members on this loop; guarded by room.mu
 	floor   uint64        // every member here skips presence up to this evn (joinPres); guarded by room.mu (flush.go kickLocked)
