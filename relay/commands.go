@@ -96,7 +96,7 @@ func (s *session) joinRoom(c *proto.Command, wait bool) {
 		s.refused(c, "room", err) // the only limit in time a join meets here: rooms created per IP
 		return
 	}
-	s.addRoom(ms)
+	s.rooms.add(ms)
 	s.srv().events.member(evJoin, c.Room, s.id)
 	s.joined(c, res)
 }

@@ -69,9 +69,6 @@ func (rs *roomSet) add(ms *shard.Membership) {
 	}
 }
 
-// addRoom records a new membership (of a room not in the set).
-func (s *session) addRoom(ms *shard.Membership) { s.rooms.add(ms) }
-
 // remove drops the membership of room name, if any, and returns it. The
 // last room takes its place (see roomSet). The slot it leaves is cleared,
 // and an idle connection keeps no backing array.

@@ -21,7 +21,7 @@ func roomSetJoin(t *testing.T, hub *shard.Hub, s *session, name string) *shard.M
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.addRoom(ms)
+	s.rooms.add(ms)
 	return ms
 }
 

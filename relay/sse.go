@@ -283,7 +283,7 @@ func (s *session) sseJoin(j ssePending, wait bool) {
 	}
 	s.id, s.format, s.state = j.id, proto.SSE, stateOpen
 	s.sse = true
-	s.addRoom(ms) // in the session's own slot, as a WebSocket's first room
+	s.rooms.add(ms) // held inline, as a WebSocket's first room
 	srv.metrics.openSSE.Inc()
 	srv.metrics.handshakes.Inc()
 	srv.metrics.handshake.Observe(time.Since(s.since.time()).Seconds())

@@ -232,9 +232,6 @@ func stampNow() stamp { return stamp(time.Since(stampBase)) + 1 }
 // add is the stamp d after s.
 func (s stamp) add(d time.Duration) stamp { return s + stamp(d) }
 
-// time is the stamp as a time.Time (with its monotonic reading).
-func (s stamp) time() time.Time { return stampBase.Add(time.Duration(s - 1)) }
-
 // flushWindowLocked is the flush window a pending event opens now.
 func (r *Room) flushWindowLocked() time.Duration {
 	w := r.policy.FlushInterval

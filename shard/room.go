@@ -70,8 +70,8 @@ type Room struct {
 	loops     []*loopRoom  // indexed by event loop; each made on the first join from its loop (loopLocked); guarded by mu
 	remaining atomic.Int32 // loop tasks of the flush in flight not yet done
 
-	// The flags, together after remaining so that they take one word
-	// (TestRoomSize), guarded by mu.
+	// The flags, together after remaining so that four of them fill the
+	// rest of its word and two take the next (TestRoomSize), guarded by mu.
 	dead       bool // dropped from the hub; callers fetch a new room
 	inFlight   bool // a flush is being written by the loops
 	countDirty bool // a count change awaits the periodic presence
@@ -134,7 +134,7 @@ type ctrlItem struct {
 // loopRoom is the part of a room held by one event loop.
 type loopRoom struct {
 	room    *Room
-	loop    Loop          // the first joiner's; guarded by room.mu
+	loop    Loop          // the first joiner's, set when made (loopLocked) and never changed: the flusher reads it outside room.mu
 	idx     int32         // the loop's index
 	count   int32         // members on this loop; guarded by room.mu
 	floor   uint64        // every member here skips presence up to this evn (joinPres); guarded by room.mu (flush.go kickLocked)

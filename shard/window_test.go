@@ -68,6 +68,10 @@ func TestFlushWindow(t *testing.T) {
 	}
 }
 
+// time is the stamp as a time.Time (with its monotonic reading), for
+// tests that check a window's end.
+func (s stamp) time() time.Time { return stampBase.Add(time.Duration(s - 1)) }
+
 // endWindow ends the room's flush window now, as its timer would.
 func endWindow(r *Room) {
 	r.mu.Lock()
