@@ -64,6 +64,10 @@ func TestEpochJoinAndRestart(t *testing.T) {
 		t.Fatalf("joined epoch %q, want 8 characters", epoch)
 	}
 	publishN(t, first, room, 5)
+	// A join's history holds what the room has handed to its loops; with a
+	// member (a) a flight may still be under way, and the rest would reach
+	// the joiner live. Wait until a has all five.
+	a.bodies(5)
 
 	b := dial(t, first, dialOpts{token: token(t, "b", "B", "")})
 	checkJoined(t, "since 3, same epoch", joinWith(b, room, map[string]any{"since": 3, "epoch": epoch}), epoch, false, 4, 5)
