@@ -351,6 +351,10 @@ func TestModForbiddenForNonMods(t *testing.T) {
 		}
 	}
 	seq := mtAck(alice, room, "keep me")
+	// The joins of bot and viewer may still be in flight to alice's loop,
+	// and then "keep me" waits for them: history holds only what was
+	// handed out. Wait for alice's batch before the history check below.
+	mtEvents(alice, room, seq)
 	before := mtModCounts(t, e.srv)
 	actions := []map[string]any{
 		{"action": "delete", "seq": seq},

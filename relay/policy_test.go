@@ -440,10 +440,15 @@ func TestPolicyNamespaceMemberList(t *testing.T) {
 	if _, ok := j["members"]; ok || j.num("count") != 2 {
 		t.Fatalf("joined = %v, want count 2 and no members", j)
 	}
-	// The others hear of the join as a count only.
-	p := a.expect("presence")
-	if _, ok := p["joins"]; ok || p.num("count") != 2 {
-		t.Fatalf("presence = %v, want count 2 and no joins", p)
+	// The others hear of the join as a count only. a's own join made the
+	// count dirty too: a tick between a's join and b's tells a count 1
+	// first (a loaded machine), so read counts until 2, none with joins.
+	var p frame
+	for p.num("count") != 2 {
+		p = a.expect("presence")
+		if _, ok := p["joins"]; ok || p.num("count") < 1 || p.num("count") > 2 {
+			t.Fatalf("presence = %v, want count 2 (or a count 1 before it) and no joins", p)
+		}
 	}
 	b.polReply(map[string]any{"t": "leave", "room": "big:x", "ref": 2})
 	for p.num("count") != 1 {
