@@ -12,12 +12,6 @@ func isEventID(id string, seq uint64) bool {
 	return ok && epoch != "" && n == strconv.FormatUint(seq, 10)
 }
 
-// isEventIDString is isEventID for a seq given as a decimal string.
-func isEventIDString(id, seq string) bool {
-	epoch, n, ok := strings.Cut(id, ":")
-	return ok && epoch != "" && n == seq
-}
-
 // eventEpoch returns the epoch part of an SSE message id.
 func eventEpoch(id string) string {
 	epoch, _, _ := strings.Cut(id, ":")
