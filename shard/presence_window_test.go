@@ -176,7 +176,7 @@ func TestPresenceWindowWithFlushInterval(t *testing.T) {
 	endWindow(r)
 	settle(t, e.hub)
 
-	m, _, _ = e.join(t, "big:1", 0, JoinRequest{User: "old"})
+	e.join(t, "big:1", 0, JoinRequest{User: "old"})
 	r = e.hub.Lookup("big:1")
 	endWindow(r)
 	settle(t, e.hub)

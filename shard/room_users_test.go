@@ -32,7 +32,8 @@ func TestRoomUsersCountsConnections(t *testing.T) {
 	if !u.add("a", "Ann") {
 		t.Fatal("first connection of a: not new")
 	}
-	if u.add("a", "Other") || u.add("a", "Other") {
+	second, third := u.add("a", "Other"), u.add("a", "Other")
+	if second || third {
 		t.Fatal("further connections of a: new")
 	}
 	if !u.add("b", "Bob") {
