@@ -56,7 +56,7 @@ type Config struct {
 const subjectPrefix = "roomcast.room."
 
 const (
-	maxAttempts = 32  // publish attempts of one batch (conflicts included)
+	maxAttempts = 32  // publish attempts of one batch (conflicts included) before it may fail; conflicts are retried past it while the batch is younger than PublishTimeout (a node other nodes keep beating to a busy room is not refused)
 	maxBatch    = 256 // messages in one record
 )
 

@@ -162,7 +162,7 @@ func (p *publisher) store(batch []pending) (uint64, error) {
 				b.m.out.Add(float64(len(batch)))
 			}
 			return first, nil
-		case isConflict(err) && attempt < maxAttempts:
+		case isConflict(err) && (attempt < maxAttempts || time.Since(start) < b.cfg.PublishTimeout):
 			b.m.conflicts.Inc()
 			p.known, p.want = false, conflictLast(err)
 		default:
